@@ -1,0 +1,1 @@
+"""Shipped YAML configs (installed as ``agentsd.configs``; read with importlib.resources)."""

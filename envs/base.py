@@ -1,0 +1,123 @@
+"""The TextEnv contract every agentsd environment follows.
+
+A TextEnv is a ``gymnasium.Env`` whose observations are strings and whose actions are the model's raw
+text. The env parses that text itself (``parse_action``) so parsing is testable without a model, and
+unparseable text is an ordinary step: a format penalty and ``info["action_is_valid"] = False``, never an
+exception.
+
+Every ``info`` dict returned by ``reset`` and ``step`` carries:
+
+- ``action_is_valid``: the text parsed into at least one legal action (``True`` after ``reset``);
+- ``action_is_effective``: the action(s) changed the state;
+- ``success``: the task is solved;
+- ``diagnosis``: a plain dict made by :class:`Diagnosis` (failure type from the env's own enum,
+  state diff, progress score in [0, 1], stagnation count).
+
+Tasks come from seeds. Each env declares disjoint ``train_seeds`` and ``test_seeds`` ranges so that
+memory and learning only ever see train tasks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any, ClassVar
+
+import gymnasium as gym
+from gymnasium import spaces
+
+#: Text spaces accept any string up to this many characters (gymnasium's Text space needs a bound).
+MAX_TEXT = 1_000_000
+
+
+class AnyText(spaces.Text):
+    """A Text space whose ``contains`` accepts any string: model output is arbitrary text."""
+
+    def __init__(self, max_length: int = MAX_TEXT, seed: int | None = None):
+        super().__init__(max_length=max_length, min_length=0, seed=seed)
+
+    def contains(self, x: Any) -> bool:
+        return isinstance(x, str) and len(x) <= self.max_length
+
+
+@dataclass
+class Diagnosis:
+    """What an env says about one step, for memory summarizers and planners.
+
+    ``failure_type`` is a value of the env's own failure enum, or ``None`` when the step was fine.
+    ``progress`` is in [0, 1] (1 = solved). ``stagnation`` counts consecutive steps without progress.
+    """
+
+    failure_type: str | None = None
+    detail: str = ""
+    state_diff: dict[str, Any] = field(default_factory=dict)
+    progress: float = 0.0
+    stagnation: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TextEnv(gym.Env[str, str]):
+    """Base class for text environments.
+
+    Subclasses set ``name``, ``train_seeds``, ``test_seeds``, ``failure_types`` and implement
+    ``reset``, ``step``, ``parse_action``, ``instructions`` and ``oracle_action``.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+    name: ClassVar[str] = "text-env"
+    train_seeds: ClassVar[range] = range(0, 1_000_000)
+    test_seeds: ClassVar[range] = range(1_000_000, 1_100_000)
+    failure_types: ClassVar[type[Enum] | None] = None
+
+    observation_space = AnyText()
+    action_space = AnyText()
+
+    def __init__(self, render_mode: str | None = None):
+        super().__init__()
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.render_mode = render_mode
+
+    # --- what the agent is told -------------------------------------------------------------
+    def instructions(self) -> str:
+        """Task rules and the action format, for the system prompt. Must not depend on the seed."""
+        raise NotImplementedError
+
+    def task_description(self) -> str:
+        """The current task's goal in one or two sentences (may depend on the seed). Default: none."""
+        return ""
+
+    # --- parsing and oracle -------------------------------------------------------------------
+    def parse_action(self, text: str) -> list[Any] | None:
+        """Parse raw model text into a list of actions, or ``None`` when the text is invalid."""
+        raise NotImplementedError
+
+    def oracle_action(self) -> str | None:
+        """Raw text (in the exact format the model should produce) of a correct next turn from the
+        current state, or ``None`` when the oracle has no answer (e.g. unsolvable or timed out)."""
+        raise NotImplementedError
+
+    # --- helpers ------------------------------------------------------------------------------
+    @classmethod
+    def seeds(cls, split: str) -> range:
+        if split == "train":
+            return cls.train_seeds
+        if split == "test":
+            return cls.test_seeds
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+
+    @staticmethod
+    def make_info(
+        *, valid: bool, effective: bool, success: bool, diagnosis: Diagnosis, **extra: Any
+    ) -> dict[str, Any]:
+        info = {
+            "action_is_valid": valid,
+            "action_is_effective": effective,
+            "success": success,
+            "diagnosis": diagnosis.to_dict(),
+        }
+        info.update(extra)
+        return info

@@ -1,0 +1,94 @@
+"""Registry of text environments, by string entry point.
+
+``register("my-env", entry_point="mypkg.env:MyEnv")`` makes an env usable by ``make``, the CLI, sweeps
+and the planner, and registers it with gymnasium as ``agentsd/MyEnv-v0`` (a custom ``gym_id`` may be
+given). Entry points are strings so registering never imports heavy modules.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    name: str
+    entry_point: str
+    gym_id: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def load(self) -> type:
+        module, _, attr = self.entry_point.partition(":")
+        if not attr:
+            raise ValueError(f"entry point {self.entry_point!r} must look like 'package.module:ClassName'")
+        return getattr(importlib.import_module(module), attr)
+
+
+_REGISTRY: dict[str, EnvSpec] = {}
+
+
+class UnknownEnvError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; we want a readable line
+        return str(self.args[0])
+
+
+def _gym_id(name: str) -> str:
+    return "agentsd/" + "".join(p.capitalize() for p in name.replace("_", "-").split("-")) + "-v0"
+
+
+def register(
+    name: str,
+    entry_point: str,
+    *,
+    gym_id: str | None = None,
+    description: str = "",
+    **kwargs: Any,
+) -> EnvSpec:
+    """Register an environment under ``name`` (re-registering a name replaces it)."""
+    spec_ = EnvSpec(name, entry_point, gym_id or _gym_id(name), dict(kwargs), description)
+    _REGISTRY[name] = spec_
+    if spec_.gym_id in gym.registry:
+        del gym.registry[spec_.gym_id]
+    gym.register(id=spec_.gym_id, entry_point=entry_point, kwargs=dict(kwargs), disable_env_checker=True)
+    return spec_
+
+
+def spec(name: str) -> EnvSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UnknownEnvError(f"unknown env {name!r}{hint} (known: {', '.join(sorted(_REGISTRY))})") from None
+
+
+def make(name: str, **kwargs: Any):
+    """Build a registered env: ``make("sokoban", difficulty="easy")``."""
+    s = spec(name)
+    return s.load()(**{**s.kwargs, **kwargs})
+
+
+def list_envs() -> list[EnvSpec]:
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def register_builtin() -> None:
+    register(
+        "sokoban",
+        "agentsd.envs.sokoban.env:SokobanEnv",
+        description="Push every box onto a goal on a grid (procedural levels by reverse play, or XSB files).",
+    )
+
+
+def register_gymnasium() -> None:
+    """Gymnasium plugin hook (entry point group ``gymnasium.envs``): registers the built-in envs."""
+    register_builtin()
+
+
+register_builtin()
