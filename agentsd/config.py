@@ -1,0 +1,209 @@
+"""Run configuration: pydantic models loaded from YAML plus dotted command-line overrides.
+
+    cfg = load_config("sokoban", overrides=["rollout.batch=16", "env.kwargs.difficulty=medium"])
+
+Unknown or mistyped keys are an error that names the key and the nearest valid one; nothing is
+silently ignored (torchtune's rule).
+"""
+
+from __future__ import annotations
+
+import difflib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agentsd.policy.base import Sampling
+
+
+class ConfigError(ValueError):
+    """A config problem, with a one-line message meant for the user."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EnvConfig(Strict):
+    name: str = "sokoban"
+    #: Keyword arguments for the env constructor (e.g. difficulty, max_steps).
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelConfig(Strict):
+    #: Embedded name (smollm2-135m), a local HF directory, a hub id, or openai:http://host:port/v1[#model].
+    name: str = "smollm2-135m"
+    dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    device: str = "cpu"
+    max_batch: int = Field(32, ge=1)
+    #: Where converted embedded models are cached (default ~/.cache/agentsd or $AGENTSD_CACHE).
+    cache_dir: str | None = None
+
+
+class RolloutConfig(Strict):
+    #: Episodes collected per iteration (train) — also the number run concurrently in lockstep.
+    batch: int = Field(32, ge=1)
+    #: Rollouts per task seed (G) for group-relative baselines.
+    group_size: int = Field(1, ge=1)
+    #: Hard cap on turns per episode (the env's own max_steps usually ends it first).
+    max_turns: int = Field(30, ge=1)
+    #: Previous (observation, answer) pairs kept in the prompt.
+    history: int = Field(0, ge=0)
+    sampling: Sampling = Field(default_factory=lambda: Sampling(max_new_tokens=24, temperature=1.0))
+
+
+class MemoryConfig(Strict):
+    enabled: bool = False
+    dir: str | None = None
+
+
+class WarmstartConfig(Strict):
+    #: Oracle demonstration episodes on train seeds (0 disables warm-start).
+    episodes: int = Field(48, ge=0)
+    lora: bool = True
+    lr: float = Field(1e-3, gt=0)
+    epochs: int = Field(2, ge=1)
+    batch_size: int = Field(16, ge=1)
+
+
+class LearningConfig(Strict):
+    #: none: collect only; rft: fine-tune on this iteration's successful train episodes.
+    algo: Literal["none", "rft"] = "rft"
+    iterations: int = Field(2, ge=0)
+    lr: float = Field(5e-4, gt=0)
+    warmstart: WarmstartConfig = Field(default_factory=WarmstartConfig)
+
+
+class EvalConfig(Strict):
+    episodes: int = Field(32, ge=1)
+    sampling: Sampling = Field(default_factory=lambda: Sampling(max_new_tokens=24, temperature=0.0))
+
+
+class RunConfig(Strict):
+    name: str = "sokoban"
+    seed: int = 0
+    output_dir: str = "runs"
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    learning: LearningConfig = Field(default_factory=LearningConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def shipped_configs() -> dict[str, Path]:
+    """Name -> path of every YAML shipped in agentsd.configs (run configs at the top level)."""
+    root = resources.files("agentsd.configs")
+    out = {}
+    for item in root.iterdir():
+        if item.name.endswith((".yaml", ".yml")):
+            out[item.name.rsplit(".", 1)[0]] = Path(str(item))
+    return out
+
+
+def _fields(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_fields
+
+
+def _nearest(key: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else f" (valid: {', '.join(sorted(options))})"
+
+
+def _check_keys(data: Any, model: type[BaseModel], prefix: str = "") -> None:
+    """Walk raw data against the model tree so an unknown key is reported with its full dotted path."""
+    if not isinstance(data, dict):
+        return
+    fields = _fields(model)
+    for key, value in data.items():
+        if key not in fields:
+            raise ConfigError(f"unknown config key {prefix + str(key)!r}{_nearest(str(key), list(fields))}")
+        ann = fields[key].annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            _check_keys(value, ann, prefix + key + ".")
+
+
+def _parse_value(text: str) -> Any:
+    # YAML gives ints, floats, bools, null, lists and dicts from one string: rollout.batch=16, x=[1,2]
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides to a nested dict (in place; also returned)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.path=value")
+        path, _, raw = item.partition("=")
+        keys = path.strip().split(".")
+        node = data
+        for k in keys[:-1]:
+            nxt = node.get(k)
+            if not isinstance(nxt, dict):
+                nxt = {}
+                node[k] = nxt
+            node = nxt
+        node[keys[-1]] = _parse_value(raw)
+    return data
+
+
+def _format_validation(err: ValidationError) -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"])
+    return f"bad config value for {loc!r}: {e['msg']}"
+
+
+def build_config(data: dict[str, Any]) -> RunConfig:
+    _check_keys(data, RunConfig)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation(err)) from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read config {str(path)!r}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {str(path)!r} must be a mapping at the top level")
+    return data
+
+
+def load_config(name_or_path: str | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a shipped config by name (``sokoban``) or a YAML path, then apply dotted overrides."""
+    data: dict[str, Any] = {}
+    if name_or_path:
+        shipped = shipped_configs()
+        if name_or_path in shipped:
+            data = read_yaml(shipped[name_or_path])
+        elif Path(name_or_path).exists():
+            data = read_yaml(name_or_path)
+        else:
+            raise ConfigError(
+                f"no config {name_or_path!r}: not a shipped config{_nearest(name_or_path, list(shipped))} "
+                "and not a file"
+            )
+    apply_overrides(data, list(overrides or []))
+    return build_config(data)
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

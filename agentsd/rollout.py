@@ -1,0 +1,217 @@
+"""Batched multi-turn rollouts: B environments in lockstep turns against one policy.
+
+Each turn, the prompts of all live episodes go to the actor in one call (one batched ``generate``).
+An episode that ends leaves the batch and the next task takes its slot, so the batch stays full while
+tasks remain. Each finished episode is appended to a JSONL file at once, so an interrupted run keeps
+every episode it finished.
+
+    envs = EnvFactory("sokoban", {"difficulty": "easy"})
+    tasks = make_tasks(envs.cls, "test", n=32)
+    trajs, stats = rollout(envs, PolicyActor(policy, Sampling(temperature=0)), tasks, batch=32)
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from agentsd.envs import TextEnv, make, spec
+from agentsd.policy.base import Conversation, Generation, Policy, Sampling
+from agentsd.prompts import Step, build_messages
+from agentsd.trajectory import Trajectory, Turn, write_jsonl
+
+
+@dataclass(frozen=True)
+class Task:
+    seed: int
+    split: str = "train"
+    group: int = 0
+
+
+class EnvFactory:
+    """Builds env instances of one registered env with fixed kwargs."""
+
+    def __init__(self, name: str, kwargs: dict[str, Any] | None = None):
+        self.name = name
+        self.kwargs = dict(kwargs or {})
+        self.cls = spec(name).load()
+
+    def __call__(self) -> TextEnv:
+        return make(self.name, **self.kwargs)
+
+
+def make_tasks(env_cls: type[TextEnv], split: str, n: int, start: int = 0, group_size: int = 1) -> list[Task]:
+    """``n`` distinct task seeds from the env's ``split`` range (offset ``start``), each ``group_size``
+    times. Train and test ranges are disjoint by the env's contract."""
+    seeds = env_cls.seeds(split)
+    if start + n > len(seeds):
+        raise ValueError(f"{split} range of {env_cls.name} has {len(seeds)} seeds; asked for {start}+{n}")
+    return [Task(seeds[start + i], split, g) for i in range(n) for g in range(group_size)]
+
+
+class Actor(Protocol):
+    name: str
+
+    def act(self, prompts: list[Conversation], envs: list[TextEnv]) -> list[Generation]: ...
+
+
+class PolicyActor:
+    """Acts by sampling from a policy: one batched generate call per turn."""
+
+    def __init__(self, policy: Policy, sampling: Sampling):
+        self.policy = policy
+        self.sampling = sampling
+        self.name = getattr(policy, "name", type(policy).__name__)
+
+    def act(self, prompts: list[Conversation], envs: list[TextEnv]) -> list[Generation]:
+        return self.policy.generate(prompts, self.sampling)
+
+
+class OracleActor:
+    """Acts with each env's oracle (its solver or reference program); for demonstrations and tests."""
+
+    name = "oracle"
+
+    def act(self, prompts: list[Conversation], envs: list[TextEnv]) -> list[Generation]:
+        return [Generation(text=env.oracle_action() or "") for env in envs]
+
+
+@dataclass
+class RolloutStats:
+    episodes: int = 0
+    turns: int = 0
+    tokens: int = 0
+    act_seconds: float = 0.0
+    env_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    batch_sizes: list[int] = field(default_factory=list)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.act_seconds if self.act_seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        mean_batch = sum(self.batch_sizes) / len(self.batch_sizes) if self.batch_sizes else 0.0
+        return {
+            "episodes": self.episodes,
+            "turns": self.turns,
+            "tokens": self.tokens,
+            "act_seconds": round(self.act_seconds, 3),
+            "env_seconds": round(self.env_seconds, 3),
+            "wall_seconds": round(self.wall_seconds, 3),
+            "tokens_per_s": round(self.tokens_per_s, 1),
+            "mean_batch": round(mean_batch, 2),
+        }
+
+
+@dataclass
+class _Slot:
+    env: TextEnv
+    task: Task | None = None
+    traj: Trajectory | None = None
+    past: list[Step] = field(default_factory=list)
+    obs: str = ""
+
+
+def rollout(
+    envs: EnvFactory,
+    actor: Actor,
+    tasks: list[Task],
+    *,
+    batch: int = 32,
+    max_turns: int = 30,
+    history: int = 0,
+    out_path: str | Path | None = None,
+    skills: Callable[[TextEnv, str], str | None] | None = None,
+    on_episode: Callable[[Trajectory], None] | None = None,
+    policy_version: int = 0,
+) -> tuple[list[Trajectory], RolloutStats]:
+    """Run every task to the end; return trajectories in task order and throughput stats.
+
+    ``skills(env, observation)``, when given, returns text to put in the prompt (memory retrieval
+    slots in here). ``on_episode`` is called as each episode finishes (progress bars).
+    """
+    stats = RolloutStats()
+    t0 = time.perf_counter()
+    queue = deque(enumerate(tasks))
+    slots = [_Slot(envs()) for _ in range(min(batch, len(tasks)))]
+    index: dict[int, int] = {}  # id(slot) -> task index
+    done: dict[int, Trajectory] = {}
+
+    def start(slot: _Slot) -> bool:
+        if not queue:
+            slot.task = None
+            return False
+        i, task = queue.popleft()
+        obs, _ = slot.env.reset(seed=task.seed)
+        slot.task, slot.obs, slot.past = task, obs, []
+        slot.traj = Trajectory(
+            env=envs.name,
+            seed=task.seed,
+            split=task.split,
+            group=task.group,
+            policy=actor.name,
+            policy_version=policy_version,
+            env_kwargs=envs.kwargs,
+            initial_observation=obs,
+        )
+        index[id(slot)] = i
+        return True
+
+    def finish(slot: _Slot) -> None:
+        assert slot.traj is not None
+        done[index.pop(id(slot))] = slot.traj
+        stats.episodes += 1
+        if out_path is not None:
+            write_jsonl(out_path, [slot.traj])
+        if on_episode is not None:
+            on_episode(slot.traj)
+        start(slot)
+
+    for slot in slots:
+        start(slot)
+    while True:
+        live = [s for s in slots if s.task is not None]
+        if not live:
+            break
+        prompts = []
+        for s in live:
+            task_text = s.env.task_description()
+            extra = skills(s.env, s.obs) if skills else None
+            prompts.append(
+                build_messages(s.env.instructions(), task_text, s.obs, s.past, history, skills=extra)
+            )
+        ta = time.perf_counter()
+        gens = actor.act(prompts, [s.env for s in live])
+        stats.act_seconds += time.perf_counter() - ta
+        stats.batch_sizes.append(len(live))
+        te = time.perf_counter()
+        for s, msgs, gen in zip(live, prompts, gens, strict=True):
+            obs, reward, terminated, truncated, info = s.env.step(gen.text)
+            turn = Turn(
+                messages=msgs,
+                response=gen.text,
+                token_ids=gen.token_ids,
+                logprobs=gen.logprobs,
+                reward=float(reward),
+                terminated=bool(terminated),
+                truncated=bool(truncated),
+                info=info,
+                observation=obs,
+            )
+            s.traj.turns.append(turn)
+            s.past.append(Step(s.obs, gen.text, bool(info.get("action_is_valid", True))))
+            s.obs = obs
+            stats.turns += 1
+            stats.tokens += len(gen.token_ids)
+            if terminated or truncated or len(s.traj.turns) >= max_turns:
+                if not (terminated or truncated):
+                    turn.truncated = True
+                finish(s)
+        stats.env_seconds += time.perf_counter() - te
+    stats.wall_seconds = time.perf_counter() - t0
+    return [done[i] for i in sorted(done)], stats

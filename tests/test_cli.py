@@ -1,0 +1,40 @@
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from agentsd.cli import app
+
+runner = CliRunner()
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from agentsd.cli import app; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    r = subprocess.run([sys.executable, "-m", "agentsd.cli", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "run" in r.stdout
+
+
+def test_run_help_lists_options():
+    r = runner.invoke(app, ["run", "--help"])
+    assert r.exit_code == 0
+    for opt in ("--env", "--config", "--name", "--resume", "--debug"):
+        assert opt in r.output
+
+
+def test_bad_key_is_one_line_error():
+    r = runner.invoke(app, ["run", "--env", "sokoban", "rollout.bach=16"])
+    assert r.exit_code == 2
+    assert "rollout.bach" in r.output and "batch" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_unknown_env_is_one_line_error():
+    r = runner.invoke(app, ["run", "--env", "sokobn"])
+    assert r.exit_code == 2
+    assert "unknown env 'sokobn'" in r.output and "sokoban" in r.output
+
+
+def test_resume_needs_name():
+    r = runner.invoke(app, ["run", "--env", "sokoban", "--resume"])
+    assert r.exit_code == 2 and "--name" in r.output

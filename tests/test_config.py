@@ -1,0 +1,56 @@
+import pytest
+
+from agentsd.config import ConfigError, RunConfig, build_config, load_config, shipped_configs
+
+
+def test_every_shipped_config_loads():
+    shipped = shipped_configs()
+    assert "sokoban" in shipped
+    for name in shipped:
+        cfg = load_config(name)
+        assert isinstance(cfg, RunConfig)
+
+
+def test_dotted_overrides_are_typed():
+    cfg = load_config("sokoban", ["rollout.batch=16", "env.kwargs.difficulty=medium", "eval.sampling.temperature=0.5"])
+    assert cfg.rollout.batch == 16
+    assert cfg.env.kwargs["difficulty"] == "medium"
+    assert cfg.eval.sampling.temperature == 0.5
+
+
+@pytest.mark.parametrize(
+    ("override", "named", "hint"),
+    [
+        ("rollout.bach=16", "rollout.bach", "batch"),
+        ("evaal.episodes=3", "evaal", "eval"),
+        ("rollout.sampling.temprature=1", "rollout.sampling.temprature", "temperature"),
+        ("learning.warmstart.epoch=1", "learning.warmstart.epoch", "epochs"),
+    ],
+)
+def test_unknown_key_names_key_and_nearest(override, named, hint):
+    with pytest.raises(ConfigError) as e:
+        load_config("sokoban", [override])
+    msg = str(e.value)
+    assert repr(named) in msg and repr(hint) in msg
+
+
+def test_bad_value_names_key():
+    with pytest.raises(ConfigError, match="rollout.batch"):
+        load_config("sokoban", ["rollout.batch=zero"])
+    with pytest.raises(ConfigError, match="learning.algo"):
+        build_config({"learning": {"algo": "magic"}})
+
+
+def test_override_syntax_and_missing_config(tmp_path):
+    with pytest.raises(ConfigError, match="key.path=value"):
+        load_config("sokoban", ["rollout.batch"])
+    with pytest.raises(ConfigError, match="no config"):
+        load_config("sokobn")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rollout: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(str(bad))
+    top = tmp_path / "list.yaml"
+    top.write_text("- 1\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(str(top))
