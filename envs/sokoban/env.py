@@ -1,0 +1,410 @@
+"""The Sokoban text environment."""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from typing import Any
+
+from agentsd.envs.base import Diagnosis, TextEnv
+from agentsd.envs.sokoban.board import INF, MOVES, Board
+from agentsd.envs.sokoban.generator import PRESETS, generate_preset
+from agentsd.envs.sokoban.level import Level, load_levels, render_xsb
+from agentsd.envs.sokoban.solver import solve
+from agentsd.envs.sokoban.text import (
+    SEVERITY,
+    SokobanFailure,
+    check_symbols,
+    format_answer,
+    legend,
+    parse_answer,
+    rules,
+)
+
+F = SokobanFailure
+_MOVE_INDEX = {m: k for k, m in enumerate(MOVES)}
+#: A position seen this many times before, within the last ``loop_window`` moves, is a loop.
+LOOP_REVISITS = 3
+
+
+class _Diagnosis(Diagnosis):
+    """A :class:`Diagnosis` whose ``to_dict`` skips ``dataclasses.asdict``: its recursive deep copy
+    was most of the cost of a step, and every field here is built fresh for each step anyway."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "failure_type": self.failure_type,
+            "detail": self.detail,
+            "state_diff": self.state_diff,
+            "progress": self.progress,
+            "stagnation": self.stagnation,
+            "extra": self.extra,
+        }
+
+
+class SokobanEnv(TextEnv):
+    """Push every box onto a target. Levels are generated from the seed, or given as XSB.
+
+    ## Action
+    The model's raw text. The last ``<answer>...</answer>`` block must hold one of ``Up``, ``Down``,
+    ``Left``, ``Right`` (any case, spaces allowed), or up to ``max_actions_per_turn`` of them joined
+    by ``||``. More moves than that, unknown words, or no block make the turn invalid.
+
+    ## Observation
+    A legend line (``Legend: # wall, _ floor, O target, X box, √ box on target, P player,
+    S player on target``; characters configurable via ``symbols``) followed by the grid rows.
+    Cells outside the walls are drawn as walls.
+
+    ## Reward
+    Per move ``step_penalty`` (-0.1); ``box_reward`` (+1) for each box pushed onto a target and
+    minus that (-1) for each pushed off one; ``solve_reward`` (+10) when the last box lands. An
+    invalid turn gets ``format_penalty`` (-1.0) and changes nothing.
+
+    ## Episode End
+    Terminated when all boxes are on targets (remaining moves of that turn are dropped). Truncated
+    when ``max_steps`` moves have been used (an invalid turn uses one; moves past the limit are
+    dropped); defaults: easy 30, medium 80, hard 120, 300 for given levels. Deadlocks and loops are
+    diagnosed, not ended.
+
+    ## Info
+    ``action_is_valid``, ``action_is_effective`` (the position changed), ``success``, ``actions``
+    (the parsed moves, ``[]`` when invalid) and ``diagnosis``: ``failure_type`` (a
+    :class:`SokobanFailure` value or None; the worst of the turn: deadlock_freeze >
+    deadlock_corner > no_progress_loop > box_blocked > wall_bump; the turn that runs out of steps
+    reports timeout unless it made a deadlock), ``detail``, ``state_diff``
+    (``player``: [from, to] as [row, col]; ``boxes_moved``: [[from, to], ...]), ``progress``
+    (half the share of boxes on targets plus half the drop of the push-distance bound; 1.0 when
+    solved), ``stagnation`` (turns since progress last reached a new best) and ``extra``
+    (``boxes_on_target``, ``num_boxes``, ``steps``, ``max_steps``, ``deadlocked``: a deadlock was
+    produced this episode, so the level can no longer be solved).
+
+    A deadlock is a push onto a square from which no target can be reached (``deadlock_corner``) or
+    a push that freezes boxes off target (``deadlock_freeze``). ``no_progress_loop``: the position
+    after a move was already seen 3 times within the last ``loop_window`` moves.
+    """
+
+    name = "sokoban"
+    train_seeds = range(0, 1_000_000)
+    test_seeds = range(1_000_000, 1_100_000)
+    failure_types = SokobanFailure
+    MAX_STEPS = {"easy": 30, "medium": 80, "hard": 120}
+    MAX_STEPS_GIVEN = 300
+
+    def __init__(
+        self,
+        difficulty: str = "easy",
+        size: int | tuple[int, int] | None = None,
+        boxes: int | None = None,
+        search_depth: int | None = None,
+        level: str | Level | None = None,
+        levels: list[str | Level] | str | os.PathLike | None = None,
+        max_steps: int | None = None,
+        max_actions_per_turn: int = 1,
+        symbols: dict[str, str] | None = None,
+        render_mode: str | None = None,
+        format_penalty: float = -1.0,
+        step_penalty: float = -0.1,
+        box_reward: float = 1.0,
+        solve_reward: float = 10.0,
+        loop_window: int = 20,
+        oracle_time_limit: float = 10.0,
+    ):
+        super().__init__(render_mode=render_mode)
+        if difficulty not in PRESETS:
+            raise ValueError(f"difficulty must be one of {sorted(PRESETS)}, got {difficulty!r}")
+        if level is not None and levels is not None:
+            raise ValueError("give either level or levels, not both")
+        if max_actions_per_turn < 1:
+            raise ValueError(f"max_actions_per_turn must be >= 1, got {max_actions_per_turn}")
+        self.difficulty = difficulty
+        self._gen = {"size": size, "boxes": boxes, "search_depth": search_depth}
+        self._fixed = _as_levels(level, levels)
+        given = self._fixed is not None
+        self.max_steps = max_steps or (self.MAX_STEPS_GIVEN if given else self.MAX_STEPS[difficulty])
+        self.max_actions_per_turn = max_actions_per_turn
+        self.symbols = check_symbols(symbols)
+        self.format_penalty, self.step_penalty = format_penalty, step_penalty
+        self.box_reward, self.solve_reward = box_reward, solve_reward
+        self.loop_window = loop_window
+        self.oracle_time_limit = oracle_time_limit
+        self._legend = legend(self.symbols)
+        self._layout: tuple | None = None
+        self.level: Level | None = None
+
+    # --- text for the agent -------------------------------------------------------------------
+    def instructions(self) -> str:
+        return rules(
+            self.symbols, self.max_actions_per_turn, self.step_penalty, self.box_reward, self.solve_reward
+        )
+
+    def task_description(self) -> str:
+        n = (
+            self.level.num_boxes
+            if self.level is not None
+            else (self._gen["boxes"] or PRESETS[self.difficulty].boxes)
+        )
+        s = "es" if n > 1 else ""
+        return f"Push the {n} box{s} onto the {n} target{'s' if n > 1 else ''}."
+
+    def parse_action(self, text: str) -> list[str] | None:
+        return parse_answer(text, self.max_actions_per_turn)
+
+    # --- episode ------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
+        super().reset(seed=seed)
+        if self._fixed is not None:
+            n = len(self._fixed)
+            k = seed % n if seed is not None else int(self.np_random.integers(n))
+            lv = self._fixed[k]
+        else:
+            lv = generate_preset(self.np_random, self.difficulty, **self._gen)
+        self._start(lv)
+        diag = self._diagnosis(None, "new level", {}, False)
+        return self._obs(), self.make_info(
+            valid=True, effective=False, success=False, diagnosis=diag, actions=[]
+        )
+
+    def _start(self, lv: Level) -> None:
+        self.level = lv
+        layout = (lv.h, lv.w, lv.walls, lv.goals)
+        if layout != self._layout:  # same layout as the last episode: keep the precomputed tables
+            self._layout = layout
+            self.board = b = Board(lv)
+            sym, w = self.symbols, lv.w
+            # The text grid is one list with a newline after each row, so a render is one join;
+            # _at maps a cell to its slot in that list.
+            self._at = [i + i // w for i in range(lv.h * w)]
+            self._base = []
+            for i in range(lv.h * w):
+                if i and i % w == 0:
+                    self._base.append("\n")
+                self._base.append(sym["wall"] if b.wall[i] else sym["target"] if b.goal[i] else sym["floor"])
+        self._player = lv.player
+        self._boxes = set(lv.boxes)
+        self._mask = sum(1 << x for x in lv.boxes)
+        self._n = len(lv.boxes)
+        self._on = sum(1 for x in lv.boxes if x in lv.goals)
+        self._steps = 0
+        self._solved = self._on == self._n
+        self._deadlocked = False
+        self._h0 = self.board.lower_bound(tuple(sorted(lv.boxes)))
+        self._progress = self._measure()
+        self._best = self._progress
+        self._stagnation = 0
+        self._recent: deque = deque([(self._player, self._mask)])
+        self._counts = {(self._player, self._mask): 1}
+        self._plan: list[str] = []
+        self._plan_at: dict[tuple[int, int], int] = {}
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
+        if self.level is None:
+            raise RuntimeError("call reset() before step()")
+        moves = self.parse_action(action)
+        if moves is None:
+            self._steps += 1
+            fail, reward, effective = F.INVALID_FORMAT, self.format_penalty, False
+            notes = ["could not read a move: answer like <answer>Up</answer> (Up, Down, Left or Right)"]
+            diff: dict[str, Any] = {}
+        else:
+            fail, reward, notes, diff = self._play(moves)
+            effective = bool(diff)
+        truncated = self._steps >= self.max_steps and not self._solved
+        if truncated and SEVERITY.get(fail, 0) < SEVERITY[F.DEADLOCK_CORNER]:
+            # running out of steps ends the episode; a deadlock made in this same turn is the deeper cause
+            notes.append(f"ran out of steps ({self.max_steps})")
+            fail = F.TIMEOUT
+        if self._progress > self._best + 1e-12:
+            self._best, self._stagnation = self._progress, 0
+        else:
+            self._stagnation += 1
+        diag = self._diagnosis(fail, "; ".join(notes), diff, effective)
+        info = self.make_info(
+            valid=moves is not None,
+            effective=effective,
+            success=self._solved,
+            diagnosis=diag,
+            actions=moves or [],
+        )
+        return self._obs(), reward, self._solved, truncated, info
+
+    def _play(self, moves: list[str]) -> tuple[SokobanFailure | None, float, list[str], dict]:
+        """Apply moves in order; returns (worst failure, reward, notes, state diff)."""
+        b, boxes = self.board, self._boxes
+        wall, goal, dead, steps = b.wall, b.goal, b.dead, b.steps
+        p0, p = self._player, self._player
+        fail, worst, reward, notes, moved, looped = None, 0, 0.0, [], [], False
+        for m in moves:
+            if self._solved or self._steps >= self.max_steps:
+                break
+            self._steps += 1
+            reward += self.step_penalty
+            s = steps[_MOVE_INDEX[m]]
+            t = p + s
+            f = None
+            if wall[t]:
+                f = F.WALL_BUMP
+                notes.append(f"{m}: walked into a wall at {list(divmod(t, b.w))}, nothing moved")
+            elif t in boxes:
+                u = t + s
+                if wall[u] or u in boxes:
+                    f = F.BOX_BLOCKED
+                    what = "wall" if wall[u] else "box"
+                    notes.append(
+                        f"{m}: the box at {list(divmod(t, b.w))} is blocked by a {what}, nothing moved"
+                    )
+                else:
+                    boxes.remove(t)
+                    boxes.add(u)
+                    self._mask ^= (1 << t) | (1 << u)
+                    moved.append([list(divmod(t, b.w)), list(divmod(u, b.w))])
+                    p = t
+                    self._on += goal[u] - goal[t]
+                    reward += self.box_reward * (goal[u] - goal[t])
+                    notes.append(
+                        f"{m}: pushed a box to {list(divmod(u, b.w))}" + (" (on target)" if goal[u] else "")
+                    )
+                    if self._on == self._n:
+                        self._solved = True
+                        reward += self.solve_reward
+                        notes.append("all boxes are on targets")
+                    elif dead[u]:
+                        f = F.DEADLOCK_CORNER
+                        self._deadlocked = True
+                        notes.append("that box can never reach a target from there (deadlock)")
+                    elif b.freeze_deadlock(boxes, u):
+                        f = F.DEADLOCK_FREEZE
+                        self._deadlocked = True
+                        notes.append("that box is frozen off target and can never move again (deadlock)")
+            else:
+                p = t
+            if self._visit(p):
+                if not looped:
+                    notes.append("this position keeps coming back: you are going in circles")
+                    looped = True
+                if SEVERITY[F.NO_PROGRESS_LOOP] > SEVERITY[f]:
+                    f = F.NO_PROGRESS_LOOP
+            if SEVERITY[f] > worst:
+                fail, worst = f, SEVERITY[f]
+        self._player = p
+        if moved:
+            self._progress = self._measure()
+        if not notes:
+            notes.append("moved " + ", ".join(moves))
+        diff: dict[str, Any] = {}
+        if p != p0:
+            diff["player"] = [list(divmod(p0, b.w)), list(divmod(p, b.w))]
+        if moved:
+            diff["boxes_moved"] = moved
+        return fail, reward, notes, diff
+
+    def _visit(self, p: int) -> bool:
+        """Record the position after a move; True (a loop) if it was seen LOOP_REVISITS times recently."""
+        key = (p, self._mask)
+        self._recent.append(key)
+        c = self._counts[key] = self._counts.get(key, 0) + 1
+        if len(self._recent) > self.loop_window:
+            old = self._recent.popleft()
+            self._counts[old] -= 1
+        return c > LOOP_REVISITS
+
+    def _measure(self) -> float:
+        if self._solved:
+            return 1.0
+        on = self._on / self._n
+        lb = self.board.lower_bound(tuple(sorted(self._boxes)))
+        near = 0.0 if lb >= INF or self._h0 <= 0 else max(0.0, 1.0 - lb / self._h0)
+        return 0.5 * on + 0.5 * near
+
+    def _diagnosis(self, fail: SokobanFailure | None, detail: str, diff: dict, effective: bool) -> _Diagnosis:
+        extra = {
+            "boxes_on_target": self._on,
+            "num_boxes": self._n,
+            "steps": self._steps,
+            "max_steps": self.max_steps,
+            "deadlocked": self._deadlocked,
+        }
+        return _Diagnosis(
+            failure_type=fail.value if fail is not None else None,
+            detail=detail,
+            state_diff=diff,
+            progress=self._progress,
+            stagnation=self._stagnation,
+            extra=extra,
+        )
+
+    # --- views --------------------------------------------------------------------------------
+    def _grid(self) -> str:
+        g, at = self._base[:], self._at
+        sym, goal = self.symbols, self.board.goal
+        for x in self._boxes:
+            g[at[x]] = sym["box_on_target"] if goal[x] else sym["box"]
+        p = self._player
+        g[at[p]] = sym["player_on_target"] if goal[p] else sym["player"]
+        return "".join(g)
+
+    def _obs(self) -> str:
+        return self._legend + "\n" + self._grid()
+
+    def render(self) -> str | None:
+        if self.render_mode == "ansi":
+            return self._grid()
+        return None
+
+    @property
+    def state(self) -> Level:
+        """The current position as a :class:`Level` (same layout, current boxes and player)."""
+        if self.level is None:
+            raise RuntimeError("call reset() first")
+        return self.level.with_state(self._boxes, self._player)
+
+    def render_xsb(self) -> str:
+        return render_xsb(self.state)
+
+    # --- oracle -------------------------------------------------------------------------------
+    def oracle_action(self) -> str | None:
+        """The next turn of a push-optimal plan from the current position, in the model's format;
+        None when solved, unsolvable, or the solver ran out of ``oracle_time_limit``."""
+        if self.level is None or self._solved:
+            return None
+        i = self._plan_at.get((self._player, self._mask))
+        if i is None:  # no plan yet, or the agent left it: plan again from here
+            plan = solve(self.state, time_limit=self.oracle_time_limit, board=self.board)
+            if plan is None:
+                return None
+            self._plan, self._plan_at, i = plan, self._index_plan(plan), 0
+        return format_answer(self._plan[i : i + self.max_actions_per_turn])
+
+    def _index_plan(self, plan: list[str]) -> dict[tuple[int, int], int]:
+        """Position before each move of ``plan`` -> its index, to follow the plan across steps."""
+        steps, boxes = self.board.steps, set(self._boxes)
+        p, mask, at = self._player, self._mask, {}
+        for j, m in enumerate(plan):
+            at.setdefault((p, mask), j)
+            s = steps[_MOVE_INDEX[m]]
+            t = p + s
+            if t in boxes:
+                boxes.remove(t)
+                boxes.add(t + s)
+                mask ^= (1 << t) | (1 << (t + s))
+            p = t
+        return at
+
+
+def _as_levels(level: str | Level | None, levels: Any) -> list[Level] | None:
+    if level is not None:
+        return [_single(level)]
+    if levels is None:
+        return None
+    out = load_levels(levels) if isinstance(levels, (str, os.PathLike)) else [_single(x) for x in levels]
+    if not out:
+        raise ValueError("levels is empty")
+    return out
+
+
+def _single(x: str | Level) -> Level:
+    if isinstance(x, Level):
+        return x
+    got = load_levels(x)
+    if len(got) != 1:
+        raise ValueError(f"level must hold exactly one level, got {len(got)}; use levels= for several")
+    return got[0]
