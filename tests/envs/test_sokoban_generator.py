@@ -47,6 +47,15 @@ def test_presets_shape_and_quality(difficulty):
     assert np.mean(pushes) >= 2 * p.boxes * 0.9  # non-trivial on average
 
 
+def test_fill_controls_room_size():
+    def floor(fill):
+        return np.mean(
+            [100 - len(generate(np.random.default_rng(s), size=10, fill=fill).walls) for s in range(20)]
+        )
+
+    assert floor((0.3, 0.35)) < floor((0.8, 0.9))
+
+
 def test_presets_named():
     assert PRESETS["easy"].size == (6, 6) and PRESETS["easy"].boxes == 1
     assert PRESETS["medium"].size == (8, 8) and PRESETS["medium"].boxes == 2
@@ -68,7 +77,7 @@ def test_search_depth_caps_pushes():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"size": 3}, {"size": 6, "boxes": 0}, {"size": 5, "boxes": 9}],
+    [{"size": 3}, {"size": 6, "boxes": 0}, {"size": 5, "boxes": 9}, {"size": 8, "fill": (0.8, 0.5)}],
 )
 def test_bad_parameters(kwargs):
     with pytest.raises(ValueError):
