@@ -114,13 +114,16 @@ class SokobanEnv(TextEnv):
             raise ValueError(f"difficulty must be one of {sorted(PRESETS)}, got {difficulty!r}")
         if level is not None and levels is not None:
             raise ValueError("give either level or levels, not both")
+        if max_steps is not None and max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         if max_actions_per_turn < 1:
             raise ValueError(f"max_actions_per_turn must be >= 1, got {max_actions_per_turn}")
         self.difficulty = difficulty
         self._gen = {"size": size, "boxes": boxes, "search_depth": search_depth}
         self._fixed = _as_levels(level, levels)
         given = self._fixed is not None
-        self.max_steps = max_steps or (self.MAX_STEPS_GIVEN if given else self.MAX_STEPS[difficulty])
+        default = self.MAX_STEPS_GIVEN if given else self.MAX_STEPS[difficulty]
+        self.max_steps = max_steps if max_steps is not None else default
         self.max_actions_per_turn = max_actions_per_turn
         self.symbols = check_symbols(symbols)
         self.format_penalty, self.step_penalty = format_penalty, step_penalty

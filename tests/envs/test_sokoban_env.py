@@ -98,6 +98,8 @@ def test_bad_construction():
         SokobanEnv(levels=[])
     with pytest.raises(ValueError):
         SokobanEnv(max_actions_per_turn=0)
+    with pytest.raises(ValueError, match="max_steps"):
+        SokobanEnv(max_steps=0)
     with pytest.raises(RuntimeError, match="reset"):
         SokobanEnv().step(A("Up"))
 
@@ -247,6 +249,7 @@ def test_no_progress_loop():
     first = 2 * LOOP_REVISITS - 1
     assert seen[:first] == [None] * first and seen[first] == "no_progress_loop"
     assert "circles" in info["diagnosis"]["detail"]
+    assert not env.step(A("Left"))[2]  # diagnosed, not ended
 
 
 def test_loop_window():
@@ -267,6 +270,18 @@ def test_worst_failure_of_a_turn_wins():
     _, _, _, _, info = env.step(A("Up", "Right"))  # wall bump, then a blocked box
     assert failure(info) == "box_blocked"
     assert "wall" in info["diagnosis"]["detail"] and "blocked" in info["diagnosis"]["detail"]
+    env = make(JAM, max_actions_per_turn=4)
+    assert failure(env.step(A("Up", "Up", "Up", "Right"))[4]) == "no_progress_loop"  # loop > box_blocked
+    env = make(CORNER, max_actions_per_turn=7)
+    info = env.step(A("Up", "Down", "Up", "Down", "Up", "Down", "Left"))[4]
+    assert failure(info) == "deadlock_corner" and "circles" in info["diagnosis"]["detail"]  # deadlock > loop
+
+
+def test_timeout_beats_a_loop():
+    env = make(LINE, max_steps=3)
+    for _ in range(3):
+        _, _, _, trunc, info = env.step(A("Up"))
+    assert trunc and failure(info) == "timeout" and "circles" in info["diagnosis"]["detail"]
 
 
 def test_info_keys_and_state_diff():
@@ -364,7 +379,8 @@ def test_oracle_follows_its_plan_and_replans_after_a_detour(monkeypatch):
     assert drive(env)["success"] and len(calls) == 2
 
 
-def test_oracle_none_when_deadlocked():
+def test_oracle_none_when_deadlocked_or_out_of_time():
     env = make(CORNER)
     env.step(A("Left"))
     assert env.oracle_action() is None
+    assert make(OPEN, oracle_time_limit=0.0).oracle_action() is None
