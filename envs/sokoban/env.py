@@ -9,7 +9,7 @@ from typing import Any
 from agentsd.envs.base import Diagnosis, TextEnv
 from agentsd.envs.sokoban.board import INF, MOVES, Board
 from agentsd.envs.sokoban.generator import PRESETS, generate_preset
-from agentsd.envs.sokoban.level import Level, load_levels, render_xsb
+from agentsd.envs.sokoban.level import Level, coerce_levels, render_xsb
 from agentsd.envs.sokoban.solver import solve
 from agentsd.envs.sokoban.text import (
     SEVERITY,
@@ -120,7 +120,7 @@ class SokobanEnv(TextEnv):
             raise ValueError(f"max_actions_per_turn must be >= 1, got {max_actions_per_turn}")
         self.difficulty = difficulty
         self._gen = {"size": size, "boxes": boxes, "search_depth": search_depth}
-        self._fixed = _as_levels(level, levels)
+        self._fixed = coerce_levels(level, levels)
         given = self._fixed is not None
         default = self.MAX_STEPS_GIVEN if given else self.MAX_STEPS[difficulty]
         self.max_steps = max_steps if max_steps is not None else default
@@ -391,23 +391,3 @@ class SokobanEnv(TextEnv):
                 mask ^= (1 << t) | (1 << (t + s))
             p = t
         return at
-
-
-def _as_levels(level: str | Level | None, levels: Any) -> list[Level] | None:
-    if level is not None:
-        return [_single(level)]
-    if levels is None:
-        return None
-    out = load_levels(levels) if isinstance(levels, (str, os.PathLike)) else [_single(x) for x in levels]
-    if not out:
-        raise ValueError("levels is empty")
-    return out
-
-
-def _single(x: str | Level) -> Level:
-    if isinstance(x, Level):
-        return x
-    got = load_levels(x)
-    if len(got) != 1:
-        raise ValueError(f"level must hold exactly one level, got {len(got)}; use levels= for several")
-    return got[0]

@@ -156,3 +156,28 @@ def load_levels(source: str | os.PathLike) -> list[Level]:
     if len(blocks) == 1:
         return [parse_level(blocks[0])]
     return [parse_level(b, name=f"level {k}") for k, b in enumerate(blocks)]
+
+
+def coerce_levels(
+    level: str | os.PathLike | Level | None = None, levels: list | str | os.PathLike | None = None
+) -> list[Level] | None:
+    """The env's ``level=`` / ``levels=`` arguments as a list (None when neither is given). ``level``
+    is one :class:`Level`, XSB text or file holding exactly one level; ``levels`` is a path or text
+    (all its levels) or a list of such single levels."""
+    if level is not None:
+        return [_single(level)]
+    if levels is None:
+        return None
+    out = load_levels(levels) if isinstance(levels, (str, os.PathLike)) else [_single(x) for x in levels]
+    if not out:
+        raise ValueError("levels is empty")
+    return out
+
+
+def _single(x: str | os.PathLike | Level) -> Level:
+    if isinstance(x, Level):
+        return x
+    got = load_levels(x)
+    if len(got) != 1:
+        raise ValueError(f"level must hold exactly one level, got {len(got)}; use levels= for several")
+    return got[0]
