@@ -51,6 +51,8 @@ class Board:
         at ``x - 2s``, i.e. the push ``x - s -> x`` is possible from there."""
         dist = [INF] * (self.h * self.w)
         dist[g] = 0
+        if not self.inside[g]:  # a goal sealed off from the player (it may hold a box for good)
+            return dist
         frontier, wall = [g], self.wall
         while frontier:
             nxt = []
@@ -65,19 +67,6 @@ class Board:
         return dist
 
     # --- player reachability -------------------------------------------------------------------
-    def reach(self, player: int, boxes) -> set[int]:
-        """Cells the player can walk to without pushing (``boxes`` supports ``in``)."""
-        wall, steps = self.wall, self.steps
-        seen, stack = {player}, [player]
-        while stack:
-            i = stack.pop()
-            for s in steps:
-                j = i + s
-                if not wall[j] and j not in seen and j not in boxes:
-                    seen.add(j)
-                    stack.append(j)
-        return seen
-
     def distances(self, player: int, boxes) -> dict[int, int]:
         """Walking distance from ``player`` to every cell it can reach without pushing."""
         wall, steps = self.wall, self.steps
@@ -160,6 +149,8 @@ class Board:
 
     def frozen(self, boxes, b: int) -> tuple[int, ...] | None:
         """The group of boxes (``b`` included) that can never move again, or None if ``b`` can."""
+        if self.wall[b]:  # a box sealed off from the player never moves (and may sit on the edge)
+            return (b,)
         h = self._blocked(b, 0, boxes, ())
         if h is None:
             return None

@@ -61,20 +61,20 @@ def test_push_optimal_against_bfs_depth():
 def _bfs_pushes(lv: Level) -> int:
     """Plain breadth-first search over pushes (no pruning): the reference optimum."""
     b = Board(lv)
-    start = (tuple(sorted(lv.boxes)), min(b.reach(lv.player, lv.boxes)))
+    start = (tuple(sorted(lv.boxes)), min(b.distances(lv.player, lv.boxes)))
     frontier, seen, depth = [(start[0], lv.player)], {start}, 0
     while frontier:
         nxt = []
         for boxes, p in frontier:
             if all(b.goal[x] for x in boxes):
                 return depth
-            region = b.reach(p, boxes)
+            region = b.distances(p, boxes)
             for i, x in enumerate(boxes):
                 for s in b.steps:
                     t = x + s
                     if x - s in region and not b.wall[t] and t not in boxes:
                         nb = tuple(sorted(boxes[:i] + (t,) + boxes[i + 1 :]))
-                        key = (nb, min(b.reach(x, nb)))
+                        key = (nb, min(b.distances(x, nb)))
                         if key not in seen:
                             seen.add(key)
                             nxt.append((nb, x))
@@ -113,6 +113,16 @@ def test_time_and_node_limits_return_none():
     assert solve(lv, time_limit=0.0) is None
     assert solve(lv, max_nodes=1) is None
     assert solve(lv) is not None
+
+
+def test_boxes_sealed_off_from_the_player():
+    on_goal = parse_level("#####\n#@$.#\n#####*")  # a box on a goal outside the walls, at the edge
+    assert solve(on_goal) == ["Right"]
+    env = SokobanEnv(level=on_goal)
+    env.reset(seed=0)
+    assert env.step("<answer>Right</answer>")[2]
+    off_goal = parse_level("#####.\n#@$.#\n#####$")
+    assert solve(off_goal) is None
 
 
 def test_already_solved_gives_empty_plan():
