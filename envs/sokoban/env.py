@@ -15,6 +15,7 @@ from agentsd.envs.sokoban.text import (
     SEVERITY,
     SokobanFailure,
     check_symbols,
+    explain_invalid,
     format_answer,
     legend,
     parse_answer,
@@ -206,7 +207,7 @@ class SokobanEnv(TextEnv):
         if moves is None:
             self._steps += 1
             fail, reward, effective = F.INVALID_FORMAT, self.format_penalty, False
-            notes = ["could not read a move: answer like <answer>Up</answer> (Up, Down, Left or Right)"]
+            notes = [explain_invalid(action, self.max_actions_per_turn)]
             diff: dict[str, Any] = {}
         else:
             fail, reward, notes, diff = self._play(moves)

@@ -123,6 +123,25 @@ def parse_answer(text: str, max_actions: int = 1) -> list[str] | None:
     return out
 
 
+def explain_invalid(text: str, max_actions: int = 1) -> str:
+    """Why ``parse_answer`` rejected ``text``, in one line the agent can act on."""
+    how = "answer like <answer>Up</answer> (Up, Down, Left or Right)"
+    if not isinstance(text, str):
+        return f"the answer is not text; {how}"
+    low = text.lower()
+    end = low.rfind("</answer>")
+    start = low.rfind("<answer>", 0, max(end, 0))
+    if end < 0 or start < 0:
+        return f"no <answer>...</answer> block; {how}"
+    parts = low[start + 8 : end].split("||")
+    if len(parts) > max_actions:
+        return f"{len(parts)} moves in one answer, at most {max_actions} allowed; {how}"
+    bad = next((p.strip() for p in parts if p.strip() not in _WORDS), None)
+    if bad is None:
+        return f"the answer block is longer than {_MAX_BODY} characters; {how}"
+    return f"{bad[:20]!r} is not a move; {how}"
+
+
 def format_answer(moves: list[str]) -> str:
     """The model-format text for ``moves``: ``<answer>Up || Left</answer>``."""
     return "<answer>" + " || ".join(moves) + "</answer>"

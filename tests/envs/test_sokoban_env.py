@@ -154,6 +154,7 @@ def test_invalid_turn():
     assert r == -1.0 and not term and not trunc
     assert not info["action_is_valid"] and not info["action_is_effective"] and not info["success"]
     assert failure(info) == "invalid_format" and info["actions"] == []
+    assert "no <answer>" in info["diagnosis"]["detail"]
     assert env.render_xsb() == before and info["diagnosis"]["extra"]["steps"] == 1
 
 

@@ -4,7 +4,13 @@ import time
 
 import pytest
 from agentsd.envs.sokoban.env import SokobanEnv
-from agentsd.envs.sokoban.text import DEFAULT_SYMBOLS, check_symbols, format_answer, parse_answer
+from agentsd.envs.sokoban.text import (
+    DEFAULT_SYMBOLS,
+    check_symbols,
+    explain_invalid,
+    format_answer,
+    parse_answer,
+)
 
 LINE = "#####\n#@$.#\n#####"
 OUTSIDE = "  ####\n###  #\n#+$* #\n# $. #\n######"
@@ -76,6 +82,23 @@ def test_parse_huge_inputs_fast():
     assert parse_answer("<answer>" * 100_000 + "</answer>", 1) is None
     assert parse_answer("x" * 1_000_000 + "<answer>Up</answer>", 1) == ["Up"]
     assert time.perf_counter() - t < 1.0
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("go up", "no <answer>"),
+        ("<answer>Up || Left</answer>", "2 moves in one answer, at most 1"),
+        ("<answer>jump</answer>", "'jump' is not a move"),
+        ("<answer></answer>", "'' is not a move"),
+        ("<answer>" + "x" * 500 + "</answer>", "is not a move"),
+        (None, "not text"),
+        ("<answer>" + " " * 100 + "Up</answer>", "longer than"),
+    ],
+)
+def test_explain_invalid(text, words):
+    msg = explain_invalid(text, 1)
+    assert words in msg and "<answer>Up</answer>" in msg and "\n" not in msg and len(msg) < 200
 
 
 def test_format_answer_round_trips():
