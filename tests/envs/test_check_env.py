@@ -11,13 +11,16 @@ from gymnasium.utils.env_checker import check_env
 SPECS = list_envs()
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
-def test_check_env(spec):
-    env = make(spec.name)
+def checked(env) -> None:
     with warnings.catch_warnings():
         # The checker cannot test other render modes without a gymnasium spec; that warning is noise.
         warnings.filterwarnings("ignore", message=".*alternative render modes.*")
         check_env(env)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
+def test_check_env(spec):
+    checked(make(spec.name))
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
@@ -47,6 +50,10 @@ def test_gymnasium_make(spec):
     obs, info = env.reset(seed=0)
     assert isinstance(obs, str) and "action_is_valid" in info
     env.close()
+
+
+def test_check_env_sokoban_ansi():
+    checked(make("sokoban", difficulty="medium", render_mode="ansi", max_actions_per_turn=2))
 
 
 def test_sokoban_gym_id():
