@@ -6,7 +6,7 @@ import os
 from collections import deque
 from typing import Any
 
-from agentsd.envs.base import Diagnosis, TextEnv
+from agentsd.envs.base import TextEnv
 from agentsd.envs.sokoban.board import INF, MOVES, Board
 from agentsd.envs.sokoban.generator import PRESETS, generate_preset
 from agentsd.envs.sokoban.level import Level, coerce_levels, render_xsb
@@ -14,6 +14,7 @@ from agentsd.envs.sokoban.solver import solve
 from agentsd.envs.sokoban.text import (
     SEVERITY,
     SokobanFailure,
+    StepDiagnosis,
     check_symbols,
     explain_invalid,
     format_answer,
@@ -26,21 +27,6 @@ F = SokobanFailure
 _MOVE_INDEX = {m: k for k, m in enumerate(MOVES)}
 #: A position seen this many times before, within the last ``loop_window`` moves, is a loop.
 LOOP_REVISITS = 3
-
-
-class _Diagnosis(Diagnosis):
-    """A :class:`Diagnosis` whose ``to_dict`` skips ``dataclasses.asdict``: its recursive deep copy
-    was most of the cost of a step, and every field here is built fresh for each step anyway."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "failure_type": self.failure_type,
-            "detail": self.detail,
-            "state_diff": self.state_diff,
-            "progress": self.progress,
-            "stagnation": self.stagnation,
-            "extra": self.extra,
-        }
 
 
 class SokobanEnv(TextEnv):
@@ -82,6 +68,14 @@ class SokobanEnv(TextEnv):
     A deadlock is a push onto a square from which no target can be reached (``deadlock_corner``) or
     a push that freezes boxes off target (``deadlock_freeze``). ``no_progress_loop``: the position
     after a move was already seen 3 times within the last ``loop_window`` moves.
+
+    ## Arguments
+    ``difficulty`` (easy 6x6 / 1 box, medium 8x8 / 2, hard 10x10 / 3) with ``size``, ``boxes``,
+    ``search_depth`` overriding its preset; ``level`` (one XSB text, file or :class:`Level`: every
+    reset plays it) or ``levels`` (a list, or a file / text of several: ``reset(seed)`` plays
+    ``levels[seed % len(levels)]``); ``max_steps``; ``max_actions_per_turn`` (1); ``symbols``
+    (overrides of :data:`DEFAULT_SYMBOLS` keys); ``render_mode`` ("ansi" or None); the rewards above;
+    ``loop_window`` (20); ``oracle_time_limit`` (10 s per solver call).
     """
 
     # render_fps only silences gymnasium's checker; text frames have no clock (as in toy_text).
@@ -321,7 +315,9 @@ class SokobanEnv(TextEnv):
         near = 0.0 if lb >= INF or self._h0 <= 0 else max(0.0, 1.0 - lb / self._h0)
         return 0.5 * on + 0.5 * near
 
-    def _diagnosis(self, fail: SokobanFailure | None, detail: str, diff: dict, effective: bool) -> _Diagnosis:
+    def _diagnosis(
+        self, fail: SokobanFailure | None, detail: str, diff: dict, effective: bool
+    ) -> StepDiagnosis:
         extra = {
             "boxes_on_target": self._on,
             "num_boxes": self._n,
@@ -329,7 +325,7 @@ class SokobanEnv(TextEnv):
             "max_steps": self.max_steps,
             "deadlocked": self._deadlocked,
         }
-        return _Diagnosis(
+        return StepDiagnosis(
             failure_type=fail.value if fail is not None else None,
             detail=detail,
             state_diff=diff,

@@ -308,7 +308,7 @@ def test_info_keys_and_state_diff():
 def test_diagnosis_to_dict_matches_dataclass():
     from dataclasses import asdict
 
-    d = env_mod._Diagnosis("wall_bump", "x", {"player": [[1, 1], [1, 2]]}, 0.5, 2, {"steps": 1})
+    d = env_mod.StepDiagnosis("wall_bump", "x", {"player": [[1, 1], [1, 2]]}, 0.5, 2, {"steps": 1})
     assert d.to_dict() == asdict(d)
 
 
