@@ -19,7 +19,7 @@ memory and learning only ever see train tasks.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar
 
@@ -56,7 +56,16 @@ class Diagnosis:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # A shallow dict, not dataclasses.asdict: its recursive deep copy was ~75% of a Sokoban step,
+        # and every field is built fresh for each step anyway.
+        return {
+            "failure_type": self.failure_type,
+            "detail": self.detail,
+            "state_diff": self.state_diff,
+            "progress": self.progress,
+            "stagnation": self.stagnation,
+            "extra": self.extra,
+        }
 
 
 class TextEnv(gym.Env[str, str]):
@@ -66,7 +75,7 @@ class TextEnv(gym.Env[str, str]):
     ``reset``, ``step``, ``parse_action``, ``instructions`` and ``oracle_action``.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4}
     name: ClassVar[str] = "text-env"
     train_seeds: ClassVar[range] = range(0, 1_000_000)
     test_seeds: ClassVar[range] = range(1_000_000, 1_100_000)

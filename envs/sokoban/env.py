@@ -6,7 +6,7 @@ import os
 from collections import deque
 from typing import Any
 
-from agentsd.envs.base import TextEnv
+from agentsd.envs.base import Diagnosis, TextEnv
 from agentsd.envs.sokoban.board import INF, MOVES, Board
 from agentsd.envs.sokoban.generator import PRESETS, generate_preset
 from agentsd.envs.sokoban.level import Level, coerce_levels, render_xsb
@@ -14,7 +14,6 @@ from agentsd.envs.sokoban.solver import solve
 from agentsd.envs.sokoban.text import (
     SEVERITY,
     SokobanFailure,
-    StepDiagnosis,
     check_symbols,
     explain_invalid,
     format_answer,
@@ -317,7 +316,7 @@ class SokobanEnv(TextEnv):
 
     def _diagnosis(
         self, fail: SokobanFailure | None, detail: str, diff: dict, effective: bool
-    ) -> StepDiagnosis:
+    ) -> Diagnosis:
         extra = {
             "boxes_on_target": self._on,
             "num_boxes": self._n,
@@ -325,7 +324,7 @@ class SokobanEnv(TextEnv):
             "max_steps": self.max_steps,
             "deadlocked": self._deadlocked,
         }
-        return StepDiagnosis(
+        return Diagnosis(
             failure_type=fail.value if fail is not None else None,
             detail=detail,
             state_diff=diff,

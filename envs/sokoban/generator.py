@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+
 from agentsd.envs.sokoban.level import Level
 
 

@@ -9,9 +9,7 @@ spaces around them) and lenient about everything outside the last ``<answer>...<
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
 
-from agentsd.envs.base import Diagnosis
 from agentsd.envs.sokoban.board import MOVES
 
 
@@ -25,21 +23,6 @@ class SokobanFailure(str, Enum):
     DEADLOCK_FREEZE = "deadlock_freeze"  # pushed a box so that boxes off target can never move again
     NO_PROGRESS_LOOP = "no_progress_loop"  # the same position came back again and again
     TIMEOUT = "timeout"  # ran out of steps
-
-
-class StepDiagnosis(Diagnosis):
-    """A :class:`Diagnosis` whose ``to_dict`` skips ``dataclasses.asdict``: its recursive deep copy
-    was most of the cost of a step, and every field here is built fresh for each step anyway."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "failure_type": self.failure_type,
-            "detail": self.detail,
-            "state_diff": self.state_diff,
-            "progress": self.progress,
-            "stagnation": self.stagnation,
-            "extra": self.extra,
-        }
 
 
 #: Severity of per-move failures, to pick the one a multi-move turn reports (the worst wins).

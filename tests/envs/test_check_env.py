@@ -2,11 +2,12 @@
 
 import warnings
 
-import agentsd.envs
 import gymnasium
 import pytest
-from agentsd.envs import TextEnv, list_envs, make
 from gymnasium.utils.env_checker import check_env
+
+import agentsd.envs
+from agentsd.envs import TextEnv, list_envs, make
 
 SPECS = list_envs()
 

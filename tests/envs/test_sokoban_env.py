@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
-import agentsd.envs.sokoban.env as env_mod
 import pytest
+
+import agentsd.envs.sokoban.env as env_mod
+from agentsd.envs.base import Diagnosis
 from agentsd.envs.sokoban.board import INF
 from agentsd.envs.sokoban.env import LOOP_REVISITS, SokobanEnv, SokobanFailure
 from agentsd.envs.sokoban.level import Level, parse_level
@@ -308,7 +310,7 @@ def test_info_keys_and_state_diff():
 def test_diagnosis_to_dict_matches_dataclass():
     from dataclasses import asdict
 
-    d = env_mod.StepDiagnosis("wall_bump", "x", {"player": [[1, 1], [1, 2]]}, 0.5, 2, {"steps": 1})
+    d = Diagnosis("wall_bump", "x", {"player": [[1, 1], [1, 2]]}, 0.5, 2, {"steps": 1})
     assert d.to_dict() == asdict(d)
 
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from agentsd.envs.sokoban.board import Board
 from agentsd.envs.sokoban.generator import PRESETS, generate, generate_preset
 from agentsd.envs.sokoban.level import load_levels, render_xsb

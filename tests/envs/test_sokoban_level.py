@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+
 from agentsd.envs.sokoban.level import Level, LevelError, load_levels, parse_level, render_xsb
 
 SIMPLE = "#####\n#@$.#\n#####"

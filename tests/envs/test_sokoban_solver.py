@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 import pytest
+
 from agentsd.envs.sokoban.board import INF, Board
 from agentsd.envs.sokoban.env import SokobanEnv
 from agentsd.envs.sokoban.generator import generate, generate_preset

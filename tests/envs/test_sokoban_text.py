@@ -3,6 +3,7 @@
 import time
 
 import pytest
+
 from agentsd.envs.sokoban.env import SokobanEnv
 from agentsd.envs.sokoban.text import (
     DEFAULT_SYMBOLS,
