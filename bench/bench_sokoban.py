@@ -26,13 +26,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
+
 from agentsd.envs.sokoban.board import Board
 from agentsd.envs.sokoban.env import SokobanEnv
 from agentsd.envs.sokoban.generator import PRESETS, generate_preset
 from agentsd.envs.sokoban.level import Level
 from agentsd.envs.sokoban.solver import expand_pushes, solve_pushes
-from rich.console import Console
-from rich.table import Table
 
 TARGETS = {"step+render": 20_000, "generate easy": 2_000, "generate hard": 10}
 
