@@ -1,0 +1,368 @@
+"""HFPolicy: a transformers causal LM as a :class:`Policy` (CPU or GPU, batched, with log-probs).
+
+Generation is a small custom decoding loop rather than ``model.generate``: it records each sampled
+token's behaviour log-prob straight from the distribution it was drawn from (after temperature, top-k,
+top-p and grammar constraints) without keeping per-step score tensors, drops finished rows from the KV
+cache, and checks stop strings as it goes. Scoring and learners share :func:`sequence_logprobs`.
+
+    from agentsd.policy import Sampling, load_policy
+    policy = load_policy("smollm2-135m")
+    [gen] = policy.generate([[{"role": "user", "content": "Hi"}]], Sampling(max_new_tokens=32))
+    policy.score([[{"role": "user", "content": "Hi"}]], [gen.token_ids])   # == gen.logprobs at T=1
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from agentsd.policy.base import Conversation, Generation, Policy, Sampling
+from agentsd.policy.chat import encode_chat
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def pad_sequences(
+    seqs: Sequence[Sequence[int]], pad_id: int, side: str = "left", device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad token id lists into ``(input_ids (B, L), attention_mask (B, L))``.
+
+    The attention mask, not the pad id, marks real tokens: SmolLM2's pad token *is* its EOS token.
+    """
+    if side not in ("left", "right"):
+        raise ValueError(f"padding side must be 'left' or 'right', not {side!r}")
+    length = max((len(s) for s in seqs), default=0)
+    ids = torch.full((len(seqs), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), length), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if not s:
+            continue
+        cols = slice(length - len(s), length) if side == "left" else slice(0, len(s))
+        ids[i, cols] = torch.as_tensor(list(s), dtype=torch.long)
+        mask[i, cols] = 1
+    return ids.to(device), mask.to(device)
+
+
+def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that count only real tokens, so a left-padded row sees the same positions (B, L)."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def sequence_logprobs(
+    model: Any,
+    prompt_ids: Sequence[Sequence[int]],
+    completion_ids: Sequence[Sequence[int]],
+    *,
+    pad_id: int = 0,
+    padding_side: str = "left",
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs of each completion's exact token ids given its prompt, differentiable.
+
+    Returns ``(logprobs (B, T), mask (B, T))`` with ``T`` the longest completion; completion token ``j``
+    of row ``i`` is at ``[i, j]`` and ``mask`` is True where ``j < len(completion_ids[i])``. Masked
+    entries are 0. Call under ``torch.no_grad()`` to score, or with grad to train (learners
+    apply their own autocast). Only the completion positions are projected onto the vocabulary
+    (``logits_to_keep``), so memory is ``B * T * V``, not ``B * L * V``.
+    """
+    if len(prompt_ids) != len(completion_ids):
+        raise ValueError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions")
+    device = next(model.parameters()).device
+    batch = len(prompt_ids)
+    comp_len = torch.tensor([len(c) for c in completion_ids], dtype=torch.long, device=device)  # (B,)
+    width = int(comp_len.max()) if batch else 0
+    if width == 0:
+        return torch.zeros(batch, 0, device=device), torch.zeros(batch, 0, dtype=torch.bool, device=device)
+    if any(len(p) == 0 for p in prompt_ids):
+        raise ValueError("every prompt needs at least one token (the first completion token is predicted from it)")
+
+    seqs = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids, strict=True)]
+    input_ids, attention_mask = pad_sequences(seqs, pad_id, padding_side, device)  # (B, L)
+    length = input_ids.shape[1]
+    j = torch.arange(width, device=device)[None, :]  # (1, T)
+    mask = j < comp_len[:, None]  # (B, T)
+    # Column of completion token j in the padded row; the logit that predicts it sits one column left.
+    if padding_side == "left":
+        start = length - comp_len[:, None]  # (B, 1)
+    else:
+        start = torch.tensor([len(p) for p in prompt_ids], device=device)[:, None]  # (B, 1)
+    cols = (start + j).clamp(max=length - 1)  # (B, T)
+    targets = input_ids.gather(1, cols)  # (B, T)
+    # A 2-D integer logits_to_keep selects per-row positions (transformers >= 5).
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=positions_from_mask(attention_mask),
+        logits_to_keep=cols - 1,
+        use_cache=False,
+    )
+    logits = out.logits.float()  # (B, T, V)
+    if temperature != 1.0:
+        logits = logits / temperature
+    # gather - logsumexp instead of log_softmax: avoids a second (B, T, V) tensor.
+    logprobs = logits.gather(-1, targets[..., None]).squeeze(-1) - logits.logsumexp(-1)  # (B, T)
+    return logprobs.masked_fill(~mask, 0.0), mask
+
+
+def process_logits(
+    logits: torch.Tensor, sampling: Sampling, allowed: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The scores actually sampled from: constraint mask, then temperature, top-k, top-p (B, V).
+
+    Same order as transformers (processors before warpers). Greedy (temperature 0) skips the warpers,
+    so its recorded log-probs are those of the temperature-1 (constrained) distribution.
+    """
+    scores = logits.float()  # (B, V)
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    if sampling.temperature == 0:
+        return scores
+    if sampling.temperature != 1.0:
+        scores = scores / sampling.temperature
+    if 0 < sampling.top_k < scores.shape[-1]:
+        kth = scores.topk(sampling.top_k, dim=-1).values[:, -1:]  # (B, 1)
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if sampling.top_p < 1.0:
+        sorted_scores, order = scores.sort(dim=-1, descending=True)  # (B, V)
+        probs = sorted_scores.softmax(-1)
+        # Drop a token when the mass strictly before it already reaches top_p (the top token always stays).
+        drop_sorted = (probs.cumsum(-1) - probs) >= sampling.top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        scores = scores.masked_fill(drop, float("-inf"))
+    return scores
+
+
+def sample_categorical(logprobs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw per row from ``softmax(logprobs)`` (B, V) -> (B,), by inverting the CDF.
+
+    ``torch.multinomial`` costs ~12 ms per 49k-token row on this CPU, as much as a forward pass of the
+    135M model at batch 1; one cumsum and a binary search cost well under 1 ms. The CDF is summed in
+    float64 so rounding cannot shift visible mass between neighbouring tokens. A zero-probability token
+    can never be drawn: its CDF step is exactly zero, and the search returns the first index whose CDF
+    exceeds the uniform draw.
+    """
+    cdf = logprobs.exp().cumsum(-1, dtype=torch.float64)  # (B, V)
+    u = torch.rand((cdf.shape[0], 1), generator=generator, dtype=torch.float64, device=cdf.device)
+    idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)  # (B, 1)
+    return idx.squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
+
+
+def finish(
+    tokenizer: Any,
+    token_ids: list[int],
+    logprobs: list[float],
+    eos_ids: set[int],
+    stop: Sequence[str],
+    prompt_tokens: int,
+) -> Generation:
+    """Cut a raw completion at its first EOS (kept) or first stop string, whichever comes first.
+
+    A stop string cuts the text right after its first occurrence and keeps the token that completed it
+    (so ``text`` is a prefix of ``decode(token_ids)``); later tokens are dropped. The EOS token stays in
+    ``token_ids`` (learners must see the model choose to stop) but not in ``text``.
+    """
+    reason = "length"
+    for n, tok in enumerate(token_ids):
+        if tok in eos_ids:
+            token_ids, logprobs, reason = token_ids[: n + 1], logprobs[: n + 1], "stop"
+            break
+    text = tokenizer.decode(token_ids, skip_special_tokens=True)
+    end = _first_stop_end(text, stop)
+    if end is not None:
+        # Smallest prefix of tokens whose text already contains a stop string: binary search, since a
+        # prefix that contains one keeps containing it.
+        lo, hi = 1, len(token_ids)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if _first_stop_end(tokenizer.decode(token_ids[:mid], skip_special_tokens=True), stop) is None:
+                lo = mid + 1
+            else:
+                hi = mid
+        token_ids, logprobs, text, reason = token_ids[:lo], logprobs[:lo], text[:end], "stop"
+    return Generation(text=text, token_ids=token_ids, logprobs=logprobs, prompt_tokens=prompt_tokens,
+                      finish_reason=reason)
+
+
+def _first_stop_end(text: str, stop: Sequence[str]) -> int | None:
+    """End offset of the stop string occurrence that completes first in ``text``, or None."""
+    ends = [i + len(s) for s in stop if s and (i := text.find(s)) >= 0]
+    return min(ends) if ends else None
+
+
+def _cache_kwarg(model: Any) -> str:
+    """The forward kwarg that takes the KV cache: ``cache`` from transformers 5.2x, ``past_key_values`` before."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # unwrap PEFT
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+class HFPolicy(Policy):
+    """A transformers causal LM.
+
+    ``dtype`` is the weight dtype; ``autocast`` runs the forward passes under bf16 autocast (CPU or
+    CUDA) on top of it. ``max_batch`` bounds the rows decoded together. ``model`` and ``tokenizer`` are
+    public: learners train ``model`` in place and the policy samples from the updated weights.
+    Counters ``tokens_generated`` and ``generate_seconds`` accumulate for throughput reports.
+    """
+
+    def __init__(
+        self,
+        model_path_or_name: str,
+        device: str = "cpu",
+        dtype: str = "bfloat16",
+        autocast: bool = True,
+        max_batch: int = 32,
+        name: str | None = None,
+        cache_dir: str | None = None,
+    ) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from agentsd.policy.embedded import resolve_model
+
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, not {dtype!r}")
+        path = resolve_model(model_path_or_name, cache_dir)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=_DTYPES[dtype])
+        self._setup(model.to(device).eval(), tokenizer, autocast, max_batch, name or model_path_or_name)
+
+    @classmethod
+    def from_model(
+        cls, model: Any, tokenizer: Any, autocast: bool = True, max_batch: int = 32, name: str = "hf"
+    ) -> HFPolicy:
+        """Wrap an already built model (e.g. a learner's, possibly PEFT-wrapped) without copying it."""
+        self = cls.__new__(cls)
+        self._setup(model, tokenizer, autocast, max_batch, name)
+        return self
+
+    def _setup(self, model: Any, tokenizer: Any, autocast: bool, max_batch: int, name: str) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.autocast = autocast
+        self.max_batch = max_batch
+        self.name = name
+        self.tokens_generated = 0
+        self.generate_seconds = 0.0
+        eos: set[int] = set()
+        for source in (getattr(model, "generation_config", None), tokenizer):
+            ids = getattr(source, "eos_token_id", None)
+            eos.update([ids] if isinstance(ids, int) else ids or [])
+        self.eos_ids = eos
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else min(eos, default=0)
+        self._cache_kw = _cache_kwarg(model)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _autocast(self) -> Any:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast)
+
+    def encode(self, messages: Conversation) -> list[int]:
+        """Prompt token ids (with the assistant header) -- the same ids generation and scoring use."""
+        return encode_chat(self.tokenizer, messages)
+
+    # ---------------------------------------------------------------- generation
+
+    def generate(self, batch: list[Conversation], sampling: Sampling | None = None) -> list[Generation]:
+        """One completion per conversation, in order; rows are decoded in length-sorted chunks."""
+        sampling = sampling or Sampling()
+        prompts = [self.encode(m) for m in batch]
+        gen = torch.Generator(device=self.device).manual_seed(sampling.seed) if sampling.seed is not None else None
+        constraint = None
+        if sampling.regex is not None or sampling.json_schema is not None:
+            from agentsd.policy.constrained import build_constraint
+
+            constraint = build_constraint(self.tokenizer, sampling, self.eos_ids, self._vocab_size())
+        # Sorting by prompt length keeps padding (wasted compute) small within each chunk.
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        results: list[Generation | None] = [None] * len(prompts)
+        start = time.perf_counter()
+        for lo in range(0, len(order), self.max_batch):
+            rows = order[lo : lo + self.max_batch]
+            for i, g in zip(rows, self._generate_chunk([prompts[i] for i in rows], sampling, gen, constraint),
+                            strict=True):
+                results[i] = g
+        self.generate_seconds += time.perf_counter() - start
+        self.tokens_generated += sum(len(g.token_ids) for g in results if g is not None)
+        return [g for g in results if g is not None]
+
+    def _vocab_size(self) -> int:
+        return int(self.model.get_output_embeddings().weight.shape[0])
+
+    # no_grad, not inference_mode: autocast caches the bf16 copy of each fp32 weight for the whole
+    # context only outside inference mode (pytorch#165068); under inference_mode it re-casts every
+    # weight at every step, which halved decoding speed with fp32 weights here.
+    @torch.no_grad()
+    def _generate_chunk(
+        self, prompts: list[list[int]], sampling: Sampling, gen: torch.Generator | None, constraint: Any
+    ) -> list[Generation]:
+        from transformers import DynamicCache
+
+        device, steps = self.device, sampling.max_new_tokens
+        input_ids, attention_mask = pad_sequences(prompts, self.pad_id, "left", device)  # (B, L)
+        position_ids = positions_from_mask(attention_mask)  # (B, L)
+        eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long, device=device)
+        out_ids: list[list[int]] = [[] for _ in prompts]
+        out_lps: list[list[float]] = [[] for _ in prompts]
+        active = list(range(len(prompts)))  # original row of each row still in the batch
+        stop_window = max((len(s) for s in sampling.stop), default=0) + 4  # tokens; >= 1 char each, mostly
+        cache = DynamicCache(config=self.model.config)
+        with self._autocast():
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                use_cache=True, logits_to_keep=1, **{self._cache_kw: cache}).logits[:, -1]  # (b, V)
+            for step in range(steps):
+                allowed = None
+                if constraint is not None:
+                    allowed = constraint.allowed([prompts[r] + out_ids[r] for r in active], device)  # (b, V)
+                scores = process_logits(logits, sampling, allowed)  # (b, V)
+                lse = scores.logsumexp(-1, keepdim=True)  # (b, 1)
+                if sampling.temperature == 0:
+                    nxt = scores.argmax(-1)  # (b,)
+                else:
+                    nxt = sample_categorical(scores - lse, gen)  # (b,)
+                lp = (scores.gather(-1, nxt[:, None]) - lse).squeeze(-1)  # (b,) behaviour log-prob
+                finished = torch.isin(nxt, eos).tolist()
+                for k, (r, t, v) in enumerate(zip(active, nxt.tolist(), lp.tolist(), strict=True)):
+                    out_ids[r].append(t)
+                    out_lps[r].append(v)
+                    if sampling.stop and not finished[k]:
+                        # Only the tail can hold a stop string completed by this token; finish() makes the
+                        # exact cut, so a miss here only costs extra decoding steps, never correctness.
+                        tail = self.tokenizer.decode(out_ids[r][-stop_window:], skip_special_tokens=True)
+                        finished[k] = _first_stop_end(tail, sampling.stop) is not None
+                if step == steps - 1 or all(finished):
+                    break
+                if any(finished):  # drop finished rows so they cost nothing from here on
+                    keep = torch.tensor([k for k, f in enumerate(finished) if not f], device=device)  # (b',)
+                    cache.batch_select_indices(keep)
+                    attention_mask, position_ids, nxt = attention_mask[keep], position_ids[keep], nxt[keep]
+                    active = [active[k] for k in keep.tolist()]
+                attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(active), 1)], dim=1)
+                position_ids = position_ids[:, -1:] + 1  # (b, 1)
+                logits = self.model(input_ids=nxt[:, None], attention_mask=attention_mask,
+                                    position_ids=position_ids, use_cache=True, **{self._cache_kw: cache}).logits[:, -1]
+        return [finish(self.tokenizer, ids, lps, self.eos_ids, sampling.stop, len(p))
+                for ids, lps, p in zip(out_ids, out_lps, prompts, strict=True)]
+
+    # ---------------------------------------------------------------- scoring
+
+    def score(self, prompts: list[Conversation], completions: list[list[int]]) -> list[list[float]]:
+        """Per-token log-probs (temperature 1) of each completion's ids given its prompt, batched."""
+        encoded = [self.encode(m) for m in prompts]
+        result: list[list[float]] = []
+        with torch.no_grad(), self._autocast():  # no_grad: see _generate_chunk
+            for lo in range(0, len(encoded), self.max_batch):
+                hi = lo + self.max_batch
+                lps, mask = sequence_logprobs(self.model, encoded[lo:hi], completions[lo:hi], pad_id=self.pad_id)
+                for row, n in zip(lps.tolist(), mask.sum(-1).tolist(), strict=True):
+                    result.append(row[:n])
+        return result
+
+    def throughput(self) -> float:
+        """Generated tokens per second over this policy's lifetime."""
+        return self.tokens_generated / self.generate_seconds if self.generate_seconds else 0.0
