@@ -14,6 +14,7 @@ from agentsd.envs.sokoban.solver import solve
 from agentsd.envs.sokoban.text import (
     SEVERITY,
     SokobanFailure,
+    brief_rules,
     check_symbols,
     explain_invalid,
     format_answer,
@@ -74,7 +75,8 @@ class SokobanEnv(TextEnv):
     reset plays it) or ``levels`` (a list, or a file / text of several: ``reset(seed)`` plays
     ``levels[seed % len(levels)]``); ``max_steps``; ``max_actions_per_turn`` (1); ``symbols``
     (overrides of :data:`DEFAULT_SYMBOLS` keys); ``render_mode`` ("ansi" or None); the rewards above;
-    ``loop_window`` (20); ``oracle_time_limit`` (10 s per solver call).
+    ``loop_window`` (20); ``oracle_time_limit`` (10 s per solver call); ``brief`` (False: the full
+    rules in ``instructions()``; True: a ~70-token version for small models on CPU).
     """
 
     # render_fps only silences gymnasium's checker; text frames have no clock (as in toy_text).
@@ -104,6 +106,7 @@ class SokobanEnv(TextEnv):
         solve_reward: float = 10.0,
         loop_window: int = 20,
         oracle_time_limit: float = 10.0,
+        brief: bool = False,
     ):
         super().__init__(render_mode=render_mode)
         if difficulty not in PRESETS:
@@ -126,12 +129,15 @@ class SokobanEnv(TextEnv):
         self.box_reward, self.solve_reward = box_reward, solve_reward
         self.loop_window = loop_window
         self.oracle_time_limit = oracle_time_limit
+        self.brief = brief
         self._legend = legend(self.symbols)
         self._layout: tuple | None = None
         self.level: Level | None = None
 
     # --- text for the agent -------------------------------------------------------------------
     def instructions(self) -> str:
+        if self.brief:
+            return brief_rules(self.symbols, self.max_actions_per_turn)
         return rules(
             self.symbols, self.max_actions_per_turn, self.step_penalty, self.box_reward, self.solve_reward
         )

@@ -99,6 +99,19 @@ def rules(
     ).rstrip("\n")
 
 
+def brief_rules(sym: dict[str, str], max_actions: int) -> str:
+    """A short version of :func:`rules` (about 70 tokens instead of 280) for small models on CPU,
+    where every prompt token is paid for at each turn of each episode. The observation's legend
+    line carries the symbols."""
+    many = f" Up to {max_actions} moves per answer, separated by ||." if max_actions > 1 else ""
+    return (
+        f"Sokoban: push every box ({sym['box']}) onto a target ({sym['target']}). You are "
+        f"{sym['player']}. Boxes can be pushed, never pulled; walls ({sym['wall']}) block. "
+        "Reply with one move: <answer>Up</answer>, <answer>Down</answer>, <answer>Left</answer> "
+        f"or <answer>Right</answer>.{many}"
+    )
+
+
 def parse_answer(text: str, max_actions: int = 1) -> list[str] | None:
     """Moves from the last ``<answer>...</answer>`` block, or None if the text is not a valid answer
     (no block, an unknown word, an empty move, or more than ``max_actions`` moves)."""

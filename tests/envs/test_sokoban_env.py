@@ -387,3 +387,11 @@ def test_oracle_none_when_deadlocked_or_out_of_time():
     env.step(A("Left"))
     assert env.oracle_action() is None
     assert make(OPEN, oracle_time_limit=0.0).oracle_action() is None
+
+
+def test_brief_instructions_are_short_and_name_the_format():
+    full, brief = SokobanEnv().instructions(), SokobanEnv(brief=True).instructions()
+    assert len(brief) < len(full) / 2
+    for word in ("<answer>Up</answer>", "Down", "Left", "Right", "pushed"):
+        assert word in brief
+    assert "||" in SokobanEnv(brief=True, max_actions_per_turn=3).instructions()
