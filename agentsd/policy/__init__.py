@@ -39,6 +39,11 @@ def load_policy(spec: str, **kw: Any) -> Policy:
         module = importlib.import_module("agentsd.policy.openai_backend")
         if model:
             kw.setdefault("model", model)
+        # Run configs carry local-model settings; a server has its own. max_batch bounds concurrency.
+        for key in ("dtype", "device", "cache_dir", "autocast"):
+            kw.pop(key, None)
+        if "max_batch" in kw:
+            kw["max_concurrency"] = kw.pop("max_batch")
         return module.OpenAIPolicy(base_url=base_url, **kw)
     if sep and backend == "vllm":
         if importlib.util.find_spec("vllm") is None:

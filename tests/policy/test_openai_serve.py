@@ -289,3 +289,15 @@ def test_parse_without_logprobs():
         }
     )
     assert _parse(resp) == Generation(text="hi")
+
+
+def test_load_policy_openai_spec_accepts_run_config_settings(served):
+    from agentsd.policy import load_policy
+
+    url, _ = served
+    # evolve.run passes the model section's local settings to every backend
+    p = load_policy(f"openai:{url}#tiny", dtype="bfloat16", device="cpu", max_batch=4, cache_dir=None)
+    assert isinstance(p, OpenAIPolicy)
+    out = p.generate(CONVS[:1], Sampling(max_new_tokens=4, temperature=0))
+    assert len(out) == 1 and out[0].token_ids
+    p.close()
