@@ -17,11 +17,11 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def embedded_model_dir(request: pytest.FixtureRequest) -> str:
+def embedded_model_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The embedded SmolLM2 as a local safetensors dir, converted at most once per machine.
 
     Uses ``$AGENTSD_CACHE`` when set, else an existing ``~/.cache/agentsd`` cache, else pytest's own
-    cache dir (``.pytest_cache``), so repeated local runs skip the ~15 s GGUF conversion without the
+    cache dir (``.pytest_cache``, or a temp dir without it), so repeated local runs skip the ~15 s GGUF conversion without the
     test suite writing into the home directory.
     """
     from agentsd.policy.embedded import cache_is_valid, default_cache_dir, gguf_path, resolve_model
@@ -29,7 +29,8 @@ def embedded_model_dir(request: pytest.FixtureRequest) -> str:
     cache: Path | None = None
     home = default_cache_dir()
     if not os.environ.get("AGENTSD_CACHE") and not cache_is_valid(home / "smollm2-135m", gguf_path("smollm2-135m")):
-        cache = Path(request.config.cache.mkdir("agentsd-models"))
+        pytest_cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+        cache = Path(pytest_cache.mkdir("agentsd-models")) if pytest_cache else tmp_path_factory.mktemp("models")
     return resolve_model("smollm2-135m", cache_dir=cache)
 
 

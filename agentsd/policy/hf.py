@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -193,6 +194,21 @@ def _first_stop_end(text: str, stop: Sequence[str]) -> int | None:
     return min(ends) if ends else None
 
 
+@contextmanager
+def eval_mode(model: Any) -> Iterator[None]:
+    """Eval mode for the duration, then each module's own previous mode back.
+
+    A learner's model may be in train mode; LoRA dropout would then perturb sampling and scoring.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
 def _cache_kwarg(model: Any) -> str:
     """The forward kwarg that takes the KV cache: ``cache`` from transformers 5.2x, ``past_key_values`` before."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # unwrap PEFT
@@ -282,11 +298,12 @@ class HFPolicy(Policy):
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[Generation | None] = [None] * len(prompts)
         start = time.perf_counter()
-        for lo in range(0, len(order), self.max_batch):
-            rows = order[lo : lo + self.max_batch]
-            for i, g in zip(rows, self._generate_chunk([prompts[i] for i in rows], sampling, gen, constraint),
-                            strict=True):
-                results[i] = g
+        with eval_mode(self.model):
+            for lo in range(0, len(order), self.max_batch):
+                rows = order[lo : lo + self.max_batch]
+                chunk = self._generate_chunk([prompts[i] for i in rows], sampling, gen, constraint)
+                for i, g in zip(rows, chunk, strict=True):
+                    results[i] = g
         self.generate_seconds += time.perf_counter() - start
         self.tokens_generated += sum(len(g.token_ids) for g in results if g is not None)
         return [g for g in results if g is not None]
@@ -355,7 +372,7 @@ class HFPolicy(Policy):
         """Per-token log-probs (temperature 1) of each completion's ids given its prompt, batched."""
         encoded = [self.encode(m) for m in prompts]
         result: list[list[float]] = []
-        with torch.no_grad(), self._autocast():  # no_grad: see _generate_chunk
+        with torch.no_grad(), self._autocast(), eval_mode(self.model):  # no_grad: see _generate_chunk
             for lo in range(0, len(encoded), self.max_batch):
                 hi = lo + self.max_batch
                 lps, mask = sequence_logprobs(self.model, encoded[lo:hi], completions[lo:hi], pad_id=self.pad_id)

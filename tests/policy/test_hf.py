@@ -177,6 +177,30 @@ def test_from_model_and_counters(tiny_policy: HFPolicy) -> None:
     assert [g.token_ids for g in gens] == [g.token_ids for g in tiny_policy.generate(CHATS[:2], greedy(6))]
 
 
+def test_peft_model_in_train_mode(tiny_model_dir: str) -> None:
+    # Learners hand their (LoRA-wrapped, training) model to HFPolicy.from_model.
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], lora_dropout=0.5, init_lora_weights=False)
+    model = get_peft_model(base, lora).train()
+    policy = HFPolicy.from_model(model, AutoTokenizer.from_pretrained(tiny_model_dir), autocast=False)
+    gens = policy.generate(CHATS, greedy(8))
+    # LoRA dropout is off while generating (else greedy would vary) and train mode is restored after.
+    assert [g.token_ids for g in policy.generate(CHATS, greedy(8))] == [g.token_ids for g in gens]
+    assert model.training
+    scores = policy.score(CHATS, [g.token_ids for g in gens])
+    for g, s in zip(gens, scores, strict=True):
+        assert s == pytest.approx(g.logprobs, abs=1e-4)
+    model.eval()
+    prompts = [policy.encode(c) for c in CHATS]
+    lps, mask = sequence_logprobs(model, prompts, [g.token_ids for g in gens], pad_id=policy.pad_id)
+    (lps * mask).sum().backward()
+    lora_grads = [p.grad for n, p in model.named_parameters() if "lora_" in n]
+    assert lora_grads and all(g is not None and g.abs().sum() > 0 for g in lora_grads)
+
+
 def test_load_policy_routes_hf(tiny_model_dir: str) -> None:
     policy = load_policy(tiny_model_dir, autocast=False)
     assert isinstance(policy, HFPolicy) and policy.name == tiny_model_dir
@@ -211,9 +235,9 @@ def test_import_policy_package_does_not_import_torch() -> None:
 @pytest.mark.integration
 def test_real_model_chats_coherently(embedded_model_dir: str) -> None:
     policy = HFPolicy(embedded_model_dir, dtype="float32", autocast=True)
-    chats = [[{"role": "user", "content": "What is the capital of France?"}], [{"role": "user", "content": "Say hello."}]]
-    gens = policy.generate(chats, greedy(32))
-    assert "Paris" in gens[0].text
+    chats = [[{"role": "user", "content": "What is the capital of France?"}], [{"role": "user", "content": "What is 2+2?"}]]
+    gens = policy.generate(chats, greedy(24))
+    assert "Paris" in gens[0].text and "4" in gens[1].text
     for g in gens:
         assert g.text.strip() and g.finish_reason == "stop"
         assert g.token_ids[-1] in policy.eos_ids
