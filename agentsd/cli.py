@@ -24,6 +24,7 @@ from rich.console import Console
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 app = typer.Typer(
     add_completion=False,
@@ -53,6 +54,14 @@ def friendly_errors(debug: bool):
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         err.print(f"[red]error[/]: {msg}", highlight=False)
         raise typer.Exit(2) from None
+
+
+def _quiet_transformers() -> None:
+    """Our own progress bars are enough: hide transformers' per-load weight bars."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def _load_cfg(env: str | None, config: str | None, overrides: list[str]):
@@ -99,6 +108,8 @@ def run(
 
         from agentsd.evolve import run as run_recipe
 
+        _quiet_transformers()
+
         console.print(f"[bold]agentsd run[/] {cfg.name}: env={cfg.env.name} {cfg.env.kwargs} model={cfg.model.name}")
         with Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -134,8 +145,9 @@ def eval_(
         from agentsd.rollout import EnvFactory, PolicyActor, make_tasks, rollout
 
         envs = EnvFactory(cfg.env.name, cfg.env.kwargs)
-        policy = load_policy(cfg.model.name, dtype=cfg.model.dtype, device=cfg.model.device,
-                             max_batch=cfg.model.max_batch, cache_dir=cfg.model.cache_dir)
+        from agentsd.evolve import model_kwargs
+
+        policy = load_policy(cfg.model.name, **model_kwargs(cfg.model))
         tasks = make_tasks(envs.cls, split, episodes)
         trajs, stats = rollout(envs, PolicyActor(policy, cfg.eval.sampling), tasks, batch=cfg.rollout.batch,
                                max_turns=cfg.rollout.max_turns, history=cfg.rollout.history, out_path=out)
@@ -211,7 +223,7 @@ def serve(
     model: Annotated[str, typer.Argument(help="Model name or local HF dir (e.g. a run checkpoint).")] = "smollm2-135m",
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
-    dtype: Annotated[str, typer.Option("--dtype")] = "bfloat16",
+    dtype: Annotated[str, typer.Option("--dtype")] = "float32",
     debug: DebugOpt = False,
 ) -> None:
     """Serve a model over the OpenAI chat-completions API."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentsd.config import RunConfig, dump_config
+from agentsd.config import ModelConfig, RunConfig, dump_config
 from agentsd.metrics import summarize
 from agentsd.rollout import EnvFactory, OracleActor, PolicyActor, make_tasks, rollout
 from agentsd.trajectory import Trajectory
@@ -116,6 +116,14 @@ def _save_checkpoint(policy: Any, run_dir: Path, phase: str) -> str:
     return str(dest)
 
 
+def model_kwargs(m: ModelConfig) -> dict[str, Any]:
+    """Backend keyword arguments from the model section (autocast only when set explicitly)."""
+    kw: dict[str, Any] = {"dtype": m.dtype, "device": m.device, "max_batch": m.max_batch, "cache_dir": m.cache_dir}
+    if m.autocast is not None:
+        kw["autocast"] = m.autocast
+    return kw
+
+
 def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = None, log=print) -> RunResult:
     from agentsd.policy import load_policy
 
@@ -126,19 +134,13 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
     # --- build ----------------------------------------------------------------------------------
     envs = EnvFactory(cfg.env.name, cfg.env.kwargs)
     model_path = state.data["checkpoint"] or cfg.model.name
-    policy = load_policy(
-        model_path,
-        dtype=cfg.model.dtype,
-        device=cfg.model.device,
-        max_batch=cfg.model.max_batch,
-        cache_dir=cfg.model.cache_dir,
-    )
+    policy = load_policy(model_path, **model_kwargs(cfg.model))
     r = cfg.rollout
     ws = cfg.learning.warmstart
     # Disjoint slices of the train range: demos first, then one fresh slice per iteration.
     train_cursor = ws.episodes
 
-    def phase_rollout(phase: str, actor, tasks) -> tuple[list[Trajectory], dict[str, Any]]:
+    def phase_rollout(phase: str, actor, tasks, max_turns: int = r.max_turns) -> tuple[list[Trajectory], dict[str, Any]]:
         out = run_dir / "trajectories" / f"{phase}.jsonl"
         out.unlink(missing_ok=True)  # a phase interrupted earlier is redone from scratch
 
@@ -148,7 +150,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
                 progress(phase, counter[0], len(tasks))
 
         trajs, stats = rollout(
-            envs, actor, tasks, batch=r.batch, max_turns=r.max_turns, history=r.history,
+            envs, actor, tasks, batch=r.batch, max_turns=max_turns, history=r.history,
             out_path=out, on_episode=tick,
         )
         return trajs, stats.to_dict()
@@ -176,7 +178,9 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         examples = examples_from_trajectories(trajs)
         if not examples:
             return {"examples": 0}
-        sft_cfg = SFTConfig(lora=lora, lr=lr, epochs=epochs, batch_size=bs, seed=cfg.seed)
+        micro = min(ws.micro_batch, bs)
+        sft_cfg = SFTConfig(lora=lora, lr=lr, epochs=epochs, batch_size=micro, grad_accum=max(1, bs // micro),
+                            seed=cfg.seed)
 
         def tick(step: int, total: int, loss: float) -> None:
             if progress:
@@ -189,7 +193,8 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
     # --- warm-start on oracle demonstrations -----------------------------------------------------
     if ws.episodes > 0 and not state.done("warmstart"):
         tasks = make_tasks(envs.cls, "train", ws.episodes, start=0)
-        demos, rstats = phase_rollout("warmstart", OracleActor(), tasks)
+        # Demonstrations run to the env's own end: the turn cap is a budget for the model, not the oracle.
+        demos, rstats = phase_rollout("warmstart", OracleActor(), tasks, max_turns=10**9)
         good = [t for t in demos if t.success]
         sft_stats = finetune("warmstart", good, ws.lr, ws.epochs, ws.lora, ws.batch_size)
         ckpt = _save_checkpoint(policy, run_dir, "warmstart")

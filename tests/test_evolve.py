@@ -1,0 +1,69 @@
+"""The run recipe end to end on the tiny model: phases, outputs, interruption and resume."""
+
+import json
+
+import pytest
+
+from agentsd.config import load_config
+from agentsd.evolve import run
+from agentsd.trajectory import read_jsonl
+
+
+def _cfg(tmp_path, model_dir, **extra):
+    ov = [
+        f"output_dir={tmp_path}", "name=t", f"model.name={model_dir}", "env.kwargs.brief=true",
+        "learning.warmstart.episodes=2", "learning.warmstart.batch_size=4", "eval.episodes=2",
+        "rollout.batch=2", "rollout.max_turns=3", "learning.iterations=2", "learning.algo=rft",
+        "eval.sampling.max_new_tokens=4", "rollout.sampling.max_new_tokens=4",
+    ] + [f"{k}={v}" for k, v in extra.items()]
+    return load_config("sokoban", ov)
+
+
+def _phases(run_dir):
+    return [json.loads(x)["phase"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_run_writes_every_phase(tmp_path, tiny_model_dir):
+    res = run(_cfg(tmp_path, tiny_model_dir), log=lambda *a: None)
+    d = res.run_dir
+    assert _phases(d) == ["warmstart", "eval_before", "iter_1", "iter_2", "eval_after"]
+    for name in ("config.yaml", "state.json", "summary.json"):
+        assert (d / name).exists()
+    demos = list(read_jsonl(d / "trajectories" / "warmstart.jsonl"))
+    assert len(demos) == 2 and all(t.success for t in demos)  # the oracle solves easy levels
+    ev = list(read_jsonl(d / "trajectories" / "eval_before.jsonl"))
+    assert {t.split for t in ev} == {"test"} and all(t.turns[0].token_ids for t in ev)
+    train_seeds = {t.seed for p in ("warmstart", "iter_1", "iter_2") for t in read_jsonl(d / "trajectories" / f"{p}.jsonl")}
+    assert not train_seeds & {t.seed for t in ev}
+    assert len(train_seeds) == 2 + 2 + 2  # each iteration draws fresh train seeds
+    assert (d / "checkpoints" / "warmstart").is_dir() or any((d / "checkpoints").iterdir())
+    assert len(res.evals) == 2 and res.table().row_count == 2
+
+
+def test_existing_run_needs_resume(tmp_path, tiny_model_dir):
+    cfg = _cfg(tmp_path, tiny_model_dir, **{"learning.iterations": 0})
+    run(cfg, log=lambda *a: None)
+    with pytest.raises(FileExistsError, match="--resume"):
+        run(cfg, log=lambda *a: None)
+
+
+def test_interrupted_run_resumes_without_redoing_phases(tmp_path, tiny_model_dir):
+    cfg = _cfg(tmp_path, tiny_model_dir)
+
+    def boom(phase, done, total):
+        if phase == "iter_2":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, progress=boom, log=lambda *a: None)
+    d = cfg.run_dir
+    assert _phases(d) == ["warmstart", "eval_before", "iter_1"]
+    # the interrupted phase's JSONL holds only whole lines
+    partial = d / "trajectories" / "iter_2.jsonl"
+    assert len(list(read_jsonl(partial))) == 1
+    state = json.loads((d / "state.json").read_text())
+    run(cfg, resume=True, log=lambda *a: None)
+    assert _phases(d) == ["warmstart", "eval_before", "iter_1", "iter_2", "eval_after"]
+    assert len(list(read_jsonl(partial))) == 2  # redone from scratch, not appended twice
+    if state["checkpoint"]:
+        assert json.loads((d / "state.json").read_text())["checkpoint"] is not None
