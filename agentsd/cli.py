@@ -223,7 +223,7 @@ def serve(
     model: Annotated[str, typer.Argument(help="Model name or local HF dir (e.g. a run checkpoint).")] = "smollm2-135m",
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
-    dtype: Annotated[str, typer.Option("--dtype")] = "float32",
+    dtype: Annotated[str, typer.Option("--dtype", help="auto, float32 or bfloat16")] = "auto",
     debug: DebugOpt = False,
 ) -> None:
     """Serve a model over the OpenAI chat-completions API."""

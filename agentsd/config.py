@@ -36,9 +36,9 @@ class EnvConfig(Strict):
 class ModelConfig(Strict):
     #: Embedded name (smollm2-135m), a local HF directory, a hub id, or openai:http://host:port/v1[#model].
     name: str = "smollm2-135m"
-    #: Weight dtype. float32 on CPUs without native bf16 (AVX512-BF16/AMX): there bf16 is emulated and
-    #: measured ~6x slower than fp32 for generation on this project's 2-core AMD EPYC machines.
-    dtype: Literal["bfloat16", "float32"] = "float32"
+    #: Weight dtype. auto: bf16 where bf16 is native (CUDA, AVX512-BF16/AMX CPUs), else fp32 — emulated
+    #: bf16 measured ~6x slower than fp32 for generation on this project's 2-core AMD EPYC machines.
+    dtype: Literal["auto", "bfloat16", "float32"] = "auto"
     #: bf16 autocast of forward passes; None = the backend decides (on only where bf16 is native).
     autocast: bool | None = None
     device: str = "cpu"

@@ -116,6 +116,12 @@ def _save_checkpoint(policy: Any, run_dir: Path, phase: str) -> str:
     return str(dest)
 
 
+def _fmt_sft(stats: dict[str, Any]) -> str:
+    if not stats.get("examples"):
+        return "no fine-tuning (no successful episodes)" if stats else "no fine-tuning"
+    return f"fine-tuned on {stats['examples']} turns, loss {stats['final_loss']:.3f}, {stats['seconds']:.0f} s"
+
+
 def model_kwargs(m: ModelConfig) -> dict[str, Any]:
     """Backend keyword arguments from the model section (autocast only when set explicitly)."""
     kw: dict[str, Any] = {"dtype": m.dtype, "device": m.device, "max_batch": m.max_batch, "cache_dir": m.cache_dir}
@@ -170,7 +176,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         trajs, rstats = phase_rollout(phase, PolicyActor(policy, cfg.eval.sampling), tasks)
         record(phase, "eval", trajs, rstats)
         m = result.phases[-1]["metrics"]
-        log(f"[{phase}] success {m['success']:.1%} return {m['return']:.2f} invalid {m['invalid_rate']:.1%}")
+        log(f"{phase}: success {m['success']:.1%} return {m['return']:.2f} invalid {m['invalid_rate']:.1%}")
 
     def finetune(phase: str, trajs: list[Trajectory], lr: float, epochs: int, lora: bool, bs: int) -> dict:
         from agentsd.learn.sft import SFTConfig, examples_from_trajectories, sft
@@ -199,7 +205,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         sft_stats = finetune("warmstart", good, ws.lr, ws.epochs, ws.lora, ws.batch_size)
         ckpt = _save_checkpoint(policy, run_dir, "warmstart")
         record("warmstart", "train", demos, rstats, ckpt, sft=sft_stats)
-        log(f"[warmstart] {len(good)}/{len(demos)} oracle demos solved, sft {sft_stats}")
+        log(f"warmstart: {len(good)}/{len(demos)} oracle demos solved; {_fmt_sft(sft_stats)}")
 
     evaluate("eval_before")
 
@@ -220,7 +226,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
                 ckpt = _save_checkpoint(policy, run_dir, phase)
         record(phase, "train", trajs, rstats, ckpt, learn=learn_stats)
         m = result.phases[-1]["metrics"]
-        log(f"[{phase}] train success {m['success']:.1%} invalid {m['invalid_rate']:.1%} learn {learn_stats}")
+        log(f"{phase}: train success {m['success']:.1%} invalid {m['invalid_rate']:.1%}; {_fmt_sft(learn_stats)}")
 
     evaluate("eval_after")
 

@@ -180,16 +180,9 @@ def _optimizer(model: Any, cfg: SFTConfig) -> torch.optim.Optimizer:
 
 
 def _use_bf16(flag: bool | None, device: torch.device) -> bool:
-    import torch
+    from agentsd.hardware import bf16_is_fast
 
-    if flag is not None:
-        return flag
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        native = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private; absent -> False
-        return any(getattr(torch.cpu, f, lambda: False)() for f in native)
-    return False
+    return bf16_is_fast(device) if flag is None else flag
 
 
 def _schedule(step: int, total: int, warmup: int) -> float:

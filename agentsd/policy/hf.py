@@ -218,8 +218,8 @@ def _cache_kwarg(model: Any) -> str:
 class HFPolicy(Policy):
     """A transformers causal LM.
 
-    ``dtype`` is the weight dtype; ``autocast`` runs the forward passes under bf16 autocast (CPU or
-    CUDA) on top of it. ``max_batch`` bounds the rows decoded together. ``model`` and ``tokenizer`` are
+    ``dtype`` is the weight dtype ("auto": bf16 where bf16 is native, else fp32); ``autocast`` runs
+    the forward passes under bf16 autocast on top of it (None: only where bf16 is native). ``max_batch`` bounds the rows decoded together. ``model`` and ``tokenizer`` are
     public: learners train ``model`` in place and the policy samples from the updated weights.
     Counters ``tokens_generated`` and ``generate_seconds`` accumulate for throughput reports.
     """
@@ -228,18 +228,21 @@ class HFPolicy(Policy):
         self,
         model_path_or_name: str,
         device: str = "cpu",
-        dtype: str = "bfloat16",
-        autocast: bool = True,
+        dtype: str = "auto",
+        autocast: bool | None = None,
         max_batch: int = 32,
         name: str | None = None,
         cache_dir: str | None = None,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from agentsd.hardware import bf16_is_fast
         from agentsd.policy.embedded import resolve_model
 
+        if dtype == "auto":  # bf16 weights only where bf16 is native; fp32 where it would be emulated
+            dtype = "bfloat16" if bf16_is_fast(device) else "float32"
         if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, not {dtype!r}")
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES) + ['auto']}, not {dtype!r}")
         path = resolve_model(model_path_or_name, cache_dir)
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=_DTYPES[dtype])
@@ -247,17 +250,20 @@ class HFPolicy(Policy):
 
     @classmethod
     def from_model(
-        cls, model: Any, tokenizer: Any, autocast: bool = True, max_batch: int = 32, name: str = "hf"
+        cls, model: Any, tokenizer: Any, autocast: bool | None = None, max_batch: int = 32, name: str = "hf"
     ) -> HFPolicy:
         """Wrap an already built model (e.g. a learner's, possibly PEFT-wrapped) without copying it."""
         self = cls.__new__(cls)
         self._setup(model, tokenizer, autocast, max_batch, name)
         return self
 
-    def _setup(self, model: Any, tokenizer: Any, autocast: bool, max_batch: int, name: str) -> None:
+    def _setup(self, model: Any, tokenizer: Any, autocast: bool | None, max_batch: int, name: str) -> None:
+        from agentsd.hardware import bf16_is_fast
+
         self.model = model
         self.tokenizer = tokenizer
-        self.autocast = autocast
+        # None = auto: bf16 autocast only where bf16 is native; emulated bf16 is far slower than fp32.
+        self.autocast = bf16_is_fast(next(model.parameters()).device) if autocast is None else autocast
         self.max_batch = max_batch
         self.name = name
         self.tokens_generated = 0
