@@ -77,9 +77,11 @@ def _load_cfg(env: str | None, config: str | None, overrides: list[str]):
         data.setdefault("env", {})["name"] = env
     apply_overrides(data, overrides)
     cfg = build_config(data)
-    from agentsd.envs import spec
+    from agentsd.envs import make
 
-    spec(cfg.env.name)  # unknown env -> one-line error naming the nearest
+    # Build the env once now: an unknown env, a bad kwarg or an unreadable / malformed level file fails
+    # here in one line, before any model is loaded.
+    make(cfg.env.name, **cfg.env.kwargs).close()
     return cfg
 
 

@@ -38,3 +38,22 @@ def test_unknown_env_is_one_line_error():
 def test_resume_needs_name():
     r = runner.invoke(app, ["run", "--env", "sokoban", "--resume"])
     assert r.exit_code == 2 and "--name" in r.output
+
+
+def test_bad_level_files_are_one_line_errors(tmp_path):
+    bad = tmp_path / "bad.xsb"
+    bad.write_text("#####\n#@$ #\n#####\n")
+    for arg, expect in [
+        (f"env.kwargs.level={tmp_path / 'missing.xsb'}", "cannot read level file"),
+        (f"env.kwargs.level={bad}", "boxes but 0 goals"),
+        ("env.kwargs.difficulty=extreme", "difficulty must be one of"),
+    ]:
+        r = runner.invoke(app, ["run", "--env", "sokoban", arg])
+        assert r.exit_code == 2, r.output
+        assert expect in r.output and "Traceback" not in r.output
+
+
+def test_play_accepts_bare_words_and_survives_garbage():
+    r = runner.invoke(app, ["play", "--env", "sokoban", "--seed", "3"], input="up\nfoo\nq\n")
+    assert r.exit_code == 0
+    assert "invalid_format" in r.output and "reward -0.10" in r.output
