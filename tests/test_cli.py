@@ -57,3 +57,14 @@ def test_play_accepts_bare_words_and_survives_garbage():
     r = runner.invoke(app, ["play", "--env", "sokoban", "--seed", "3"], input="up\nfoo\nq\n")
     assert r.exit_code == 0
     assert "invalid_format" in r.output and "reward -0.10" in r.output
+
+
+def test_eval_command_on_tiny_model(tmp_path, tiny_model_dir):
+    out = tmp_path / "eval.jsonl"
+    r = runner.invoke(app, [
+        "eval", "--env", "sokoban", "--model", tiny_model_dir, "--episodes", "2", "--out", str(out),
+        "eval.sampling.max_new_tokens=4", "rollout.max_turns=2", "env.kwargs.brief=true",
+    ])
+    assert r.exit_code == 0, r.output
+    assert "sokoban test: success" in r.output
+    assert len(out.read_text().splitlines()) == 2
