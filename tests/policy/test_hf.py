@@ -247,3 +247,28 @@ def test_real_model_chats_coherently(embedded_model_dir: str) -> None:
         diffs = [abs(a - b) for a, b in zip(g.logprobs, s, strict=True)]
         assert max(diffs) < 0.3 and sum(diffs) / len(diffs) < 0.05
     print(f"\nSmolLM2 greedy: {policy.throughput():.1f} tok/s; {gens[0].text!r}")
+
+
+def test_shared_prompt_prefix_matches_plain_prefill(tiny_policy, monkeypatch) -> None:
+    import agentsd.policy.hf as hf
+
+    system = {"role": "system", "content": "You play a grid game. Answer with one move in tags. " * 3}
+    chats = [[system, {"role": "user", "content": u}] for u in ("Grid A", "A longer grid B here", "C")]
+    prompts = [tiny_policy.encode(c) for c in chats]
+    assert hf.shared_prefix_len(prompts) >= hf.MIN_SHARED_PREFIX
+    s = Sampling(max_new_tokens=6, temperature=0)
+    shared = tiny_policy.generate(chats, s)
+    monkeypatch.setattr(hf, "MIN_SHARED_PREFIX", 10**9)
+    plain = tiny_policy.generate(chats, s)
+    for a, b in zip(shared, plain, strict=True):
+        assert a.token_ids == b.token_ids
+        assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs, strict=True)) < 1e-4
+
+
+def test_shared_prefix_len() -> None:
+    from agentsd.policy.hf import shared_prefix_len
+
+    assert shared_prefix_len([[1, 2, 3, 4], [1, 2, 3, 5]]) == 3
+    assert shared_prefix_len([[1, 2, 3], [1, 2, 3, 4]]) == 2  # a suffix token is always left
+    assert shared_prefix_len([[7], [7]]) == 0
+    assert shared_prefix_len([]) == 0
