@@ -9,7 +9,7 @@ from typing import Any
 from agentsd.envs.base import Diagnosis, TextEnv
 from agentsd.envs.sokoban.board import INF, MOVES, Board
 from agentsd.envs.sokoban.generator import PRESETS, generate_preset
-from agentsd.envs.sokoban.level import Level, coerce_levels, render_xsb
+from agentsd.envs.sokoban.level import Level, LevelError, coerce_levels, render_xsb
 from agentsd.envs.sokoban.solver import solve
 from agentsd.envs.sokoban.text import (
     SEVERITY,
@@ -76,7 +76,9 @@ class SokobanEnv(TextEnv):
     ``levels[seed % len(levels)]``); ``max_steps``; ``max_actions_per_turn`` (1); ``symbols``
     (overrides of :data:`DEFAULT_SYMBOLS` keys); ``render_mode`` ("ansi" or None); the rewards above;
     ``loop_window`` (20); ``oracle_time_limit`` (10 s per solver call); ``brief`` (False: the full
-    rules in ``instructions()``; True: a ~70-token version for small models on CPU).
+    rules in ``instructions()``; True: a ~70-token version for small models on CPU);
+    ``check_solvable`` (True: a given level in which some box can never reach a target raises
+    ``LevelError``; False allows such levels, e.g. to study deadlocks).
     """
 
     # render_fps only silences gymnasium's checker; text frames have no clock (as in toy_text).
@@ -107,6 +109,7 @@ class SokobanEnv(TextEnv):
         loop_window: int = 20,
         oracle_time_limit: float = 10.0,
         brief: bool = False,
+        check_solvable: bool = True,
     ):
         super().__init__(render_mode=render_mode)
         if difficulty not in PRESETS:
@@ -120,6 +123,11 @@ class SokobanEnv(TextEnv):
         self.difficulty = difficulty
         self._gen = {"size": size, "boxes": boxes, "search_depth": search_depth}
         self._fixed = coerce_levels(level, levels)
+        for k, lv in enumerate((self._fixed or []) if check_solvable else []):
+            # Cheap static check (push distances per goal): catches boxes that can never reach a target.
+            # Levels unsolvable only through deeper reasons still load; the oracle then returns None.
+            if Board(lv).lower_bound(tuple(sorted(lv.boxes))) >= INF:
+                raise LevelError(f"level {k} is unsolvable: some box can never be pushed onto a target")
         given = self._fixed is not None
         default = self.MAX_STEPS_GIVEN if given else self.MAX_STEPS[difficulty]
         self.max_steps = max_steps if max_steps is not None else default
