@@ -104,6 +104,12 @@ def run(
             raise ValueError("--resume needs --name of the run to continue")
         ov = list(overrides or [])
         cfg = _load_cfg(env, config, ov)
+        if resume:
+            # Continue with the run's own saved config (plus any overrides given now).
+            saved = cfg.run_dir.parent / name / "config.yaml"
+            if not saved.exists():
+                raise FileNotFoundError(f"no run to resume at {str(saved.parent)!r}")
+            cfg = _load_cfg(None, str(saved), ov)
         # Without --name every run gets a fresh directory, so `make run` can be repeated safely.
         cfg.name = name or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

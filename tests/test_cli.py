@@ -68,3 +68,21 @@ def test_eval_command_on_tiny_model(tmp_path, tiny_model_dir):
     assert r.exit_code == 0, r.output
     assert "sokoban test: success" in r.output
     assert len(out.read_text().splitlines()) == 2
+
+
+def test_resume_uses_the_runs_saved_config(tmp_path, tiny_model_dir):
+    import json
+
+    first = runner.invoke(app, [
+        "run", "--env", "sokoban", "--name", "r", f"output_dir={tmp_path}", f"model.name={tiny_model_dir}",
+        "learning.warmstart.episodes=1", "learning.iterations=0", "eval.episodes=1", "rollout.max_turns=2",
+        "eval.sampling.max_new_tokens=3",
+    ])
+    assert first.exit_code == 0, first.output
+    # only the location is repeated: model, budgets etc. come from runs/r/config.yaml
+    again = runner.invoke(app, ["run", "--name", "r", "--resume", f"output_dir={tmp_path}"])
+    assert again.exit_code == 0, again.output
+    phases = [json.loads(x)["phase"] for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert phases == ["warmstart", "eval_before", "eval_after"]
+    missing = runner.invoke(app, ["run", "--name", "nope", "--resume", f"output_dir={tmp_path}"])
+    assert missing.exit_code == 2 and "no run to resume" in missing.output
