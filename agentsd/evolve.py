@@ -150,10 +150,13 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         out = run_dir / "trajectories" / f"{phase}.jsonl"
         out.unlink(missing_ok=True)  # a phase interrupted earlier is redone from scratch
 
-        def tick(_t: Trajectory, counter=[0]) -> None:  # noqa: B006 - per-call counter
-            counter[0] += 1
+        finished = 0
+
+        def tick(_t: Trajectory) -> None:
+            nonlocal finished
+            finished += 1
             if progress:
-                progress(phase, counter[0], len(tasks))
+                progress(phase, finished, len(tasks))
 
         trajs, stats = rollout(
             envs, actor, tasks, batch=r.batch, max_turns=max_turns, history=r.history,
