@@ -15,6 +15,23 @@ Every ``info`` dict returned by ``reset`` and ``step`` carries:
 
 Tasks come from seeds. Each env declares disjoint ``train_seeds`` and ``test_seeds`` ranges so that
 memory and learning only ever see train tasks.
+
+Predicates: an env may expose a small vocabulary of executable checks (``predicates()``, each a
+:class:`Predicate`), so that guardrails learned from failures can be checked before an action runs and
+skills verified after. ``check(name, action, **params)`` evaluates one on the current state and never
+changes the env (state, counters, RNG):
+
+- a ``"before"`` predicate takes the proposed raw action text, exactly as the model would write it,
+  and says whether stepping it now would run the named risk (``True`` = the risk is present); it
+  simulates the action, it does not run it;
+- an ``"after"`` predicate looks at the current state only (no action), e.g. ``check("solved")``.
+
+``failure_predicates`` maps a failure type (a value of the env's ``failure_types`` enum) to the
+"before" predicate that detects it ahead of time. A subclass lists its predicates in ``predicates()``
+and implements each as a method ``_pred_<name>(self, action, **params) -> bool``; ``check`` validates,
+then dispatches: an unknown name (or one without its method) raises ``KeyError`` listing the known
+names, a "before" predicate without an action or an "after" one with an action raises ``ValueError``,
+and parameters must be exactly those the predicate declares (all required), else ``TypeError``.
 """
 
 from __future__ import annotations
@@ -68,11 +85,38 @@ class Diagnosis:
         }
 
 
+@dataclass(frozen=True)
+class Predicate:
+    """One executable check an env offers (see the module docstring).
+
+    ``when`` is ``"before"`` (a risk check on the current state and a proposed raw action text,
+    without running it) or ``"after"`` (a verification of the current state). ``params`` maps each
+    parameter name to a short type and meaning, e.g. ``{"n": "int, number of boxes"}``.
+    """
+
+    name: str
+    description: str
+    when: str
+    params: dict[str, str] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.when not in ("before", "after"):
+            raise ValueError(f"Predicate.when must be 'before' or 'after', got {self.when!r}")
+
+
+class UnknownPredicateError(KeyError):
+    """``TextEnv.check`` got a name the env has no predicate for; the message lists the known ones."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want a readable line
+        return str(self.args[0])
+
+
 class TextEnv(gym.Env[str, str]):
     """Base class for text environments.
 
     Subclasses set ``name``, ``train_seeds``, ``test_seeds``, ``failure_types`` and implement
-    ``reset``, ``step``, ``parse_action``, ``instructions`` and ``oracle_action``.
+    ``reset``, ``step``, ``parse_action``, ``instructions`` and ``oracle_action``; optionally
+    ``predicates``, their ``_pred_<name>`` methods and ``failure_predicates``.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4}
@@ -80,6 +124,8 @@ class TextEnv(gym.Env[str, str]):
     train_seeds: ClassVar[range] = range(0, 1_000_000)
     test_seeds: ClassVar[range] = range(1_000_000, 1_100_000)
     failure_types: ClassVar[type[Enum] | None] = None
+    #: failure type value -> name of the "before" predicate that detects that failure ahead of time.
+    failure_predicates: ClassVar[dict[str, str]] = {}
 
     observation_space = AnyText()
     action_space = AnyText()
@@ -108,6 +154,34 @@ class TextEnv(gym.Env[str, str]):
         """Raw text (in the exact format the model should produce) of a correct next turn from the
         current state, or ``None`` when the oracle has no answer (e.g. unsolvable or timed out)."""
         raise NotImplementedError
+
+    # --- predicates ---------------------------------------------------------------------------
+    def predicates(self) -> dict[str, Predicate]:
+        """The env's predicate vocabulary, by name. Default: none."""
+        return {}
+
+    def check(self, name: str, action: str | None = None, **params: Any) -> bool:
+        """Evaluate predicate ``name`` on the current state without changing the env.
+
+        A "before" predicate needs ``action`` (the raw text the model would write) and says whether
+        stepping it would run the risk; an "after" predicate takes no action. Raises
+        :class:`UnknownPredicateError` (a ``KeyError``) for an unknown name, ``ValueError`` for a
+        missing or superfluous action, ``TypeError`` for missing or unknown parameters.
+        """
+        preds = self.predicates()
+        pred = preds.get(name)
+        fn = getattr(self, f"_pred_{name}", None) if pred is not None else None
+        if fn is None:
+            known = ", ".join(sorted(preds)) or "none"
+            raise UnknownPredicateError(f"unknown predicate {name!r} for env {self.name!r} (known: {known})")
+        if pred.when == "before" and action is None:
+            raise ValueError(f"predicate {name!r} is checked before an action: give the proposed action text")
+        if pred.when == "after" and action is not None:
+            raise ValueError(f"predicate {name!r} verifies the current state: it takes no action")
+        if set(params) != set(pred.params):
+            want = ", ".join(sorted(pred.params)) or "none"
+            raise TypeError(f"predicate {name!r} takes parameters ({want}), got ({', '.join(sorted(params))})")
+        return bool(fn(action, **params))
 
     # --- helpers ------------------------------------------------------------------------------
     @classmethod

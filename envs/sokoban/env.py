@@ -6,10 +6,11 @@ import os
 from collections import deque
 from typing import Any
 
-from agentsd.envs.base import Diagnosis, TextEnv
+from agentsd.envs.base import Diagnosis, Predicate, TextEnv
 from agentsd.envs.sokoban.board import INF, MOVES, Board
 from agentsd.envs.sokoban.generator import PRESETS, generate_preset
 from agentsd.envs.sokoban.level import Level, LevelError, coerce_levels, render_xsb
+from agentsd.envs.sokoban.predicates import FAILURE_PREDICATES, PREDICATES, RISKS, deadlocked
 from agentsd.envs.sokoban.solver import solve
 from agentsd.envs.sokoban.text import (
     SEVERITY,
@@ -69,6 +70,20 @@ class SokobanEnv(TextEnv):
     a push that freezes boxes off target (``deadlock_freeze``). ``no_progress_loop``: the position
     after a move was already seen 3 times within the last ``loop_window`` moves.
 
+    ## Predicates
+    ``check(name, action)`` says, without stepping, whether the answer text ``action`` would run a
+    risk ("before" predicates; True for a multi-move answer if any of its moves would, in order):
+    ``invalid_format`` (the text does not parse; every other "before" predicate is then False),
+    ``move_into_wall``, ``push_blocked_box``, ``push_into_dead_square``, ``push_freezes_box`` (not a
+    dead-square push) and ``revisits_recent_position``; each is True exactly when ``step`` would
+    diagnose its failure (``failure_predicates``: wall_bump -> move_into_wall, box_blocked ->
+    push_blocked_box, deadlock_corner -> push_into_dead_square, deadlock_freeze -> push_freezes_box,
+    no_progress_loop -> revisits_recent_position; the turn reports only the worst). Moves that
+    ``step`` would drop (after the solving move, past ``max_steps``) are not checked.
+    ``check(name)`` verifies the current position ("after" predicates): ``solved``,
+    ``boxes_on_target_at_least`` (``n``) and ``no_deadlock`` (no box on a dead square or frozen off
+    target).
+
     ## Arguments
     ``difficulty`` (easy 6x6 / 1 box, medium 8x8 / 2, hard 10x10 / 3) with ``size``, ``boxes``,
     ``search_depth`` overriding its preset; ``level`` (one XSB text, file or :class:`Level`: every
@@ -87,6 +102,7 @@ class SokobanEnv(TextEnv):
     train_seeds = range(0, 1_000_000)
     test_seeds = range(1_000_000, 1_100_000)
     failure_types = SokobanFailure
+    failure_predicates = FAILURE_PREDICATES
     MAX_STEPS = {"easy": 30, "medium": 80, "hard": 120}
     MAX_STEPS_GIVEN = 300
 
@@ -320,6 +336,49 @@ class SokobanEnv(TextEnv):
             self._counts[old] -= 1
         return c > LOOP_REVISITS
 
+    def _risks(self, moves: list[str]) -> set[SokobanFailure]:
+        """Every per-move failure ``step`` would diagnose for ``moves`` from here (all of them, not
+        only the worst). Mirrors :meth:`_play` and :meth:`_visit` on copies; changes nothing."""
+        b = self.board
+        wall, goal, dead, steps = b.wall, b.goal, b.dead, b.steps
+        p, boxes, mask, on = self._player, set(self._boxes), self._mask, self._on
+        recent, counts = deque(self._recent), dict(self._counts)
+        solved, left, out = self._solved, self.max_steps - self._steps, set()
+        for m in moves:
+            if solved or left <= 0:
+                break
+            left -= 1
+            s = steps[_MOVE_INDEX[m]]
+            t = p + s
+            if wall[t]:
+                out.add(F.WALL_BUMP)
+            elif t in boxes:
+                u = t + s
+                if wall[u] or u in boxes:
+                    out.add(F.BOX_BLOCKED)
+                else:
+                    boxes.remove(t)
+                    boxes.add(u)
+                    mask ^= (1 << t) | (1 << u)
+                    p = t
+                    on += goal[u] - goal[t]
+                    if on == self._n:
+                        solved = True
+                    elif dead[u]:
+                        out.add(F.DEADLOCK_CORNER)
+                    elif b.freeze_deadlock(boxes, u):
+                        out.add(F.DEADLOCK_FREEZE)
+            else:
+                p = t
+            key = (p, mask)
+            recent.append(key)
+            c = counts[key] = counts.get(key, 0) + 1
+            if len(recent) > self.loop_window:
+                counts[recent.popleft()] -= 1
+            if c > LOOP_REVISITS:
+                out.add(F.NO_PROGRESS_LOOP)
+        return out
+
     def _measure(self) -> float:
         if self._solved:
             return 1.0
@@ -346,6 +405,46 @@ class SokobanEnv(TextEnv):
             stagnation=self._stagnation,
             extra=extra,
         )
+
+    # --- predicates (see the class docstring) --------------------------------------------------
+    def predicates(self) -> dict[str, Predicate]:
+        return dict(PREDICATES)
+
+    def _ready(self) -> bool:
+        if self.level is None:
+            raise RuntimeError("call reset() before check()")
+        return True
+
+    def _risk(self, name: str, action: str) -> bool:
+        moves = self.parse_action(action)
+        return self._ready() and moves is not None and RISKS[name] in self._risks(moves)
+
+    def _pred_invalid_format(self, action: str) -> bool:
+        return self._ready() and self.parse_action(action) is None
+
+    def _pred_move_into_wall(self, action: str) -> bool:
+        return self._risk("move_into_wall", action)
+
+    def _pred_push_blocked_box(self, action: str) -> bool:
+        return self._risk("push_blocked_box", action)
+
+    def _pred_push_into_dead_square(self, action: str) -> bool:
+        return self._risk("push_into_dead_square", action)
+
+    def _pred_push_freezes_box(self, action: str) -> bool:
+        return self._risk("push_freezes_box", action)
+
+    def _pred_revisits_recent_position(self, action: str) -> bool:
+        return self._risk("revisits_recent_position", action)
+
+    def _pred_solved(self, action: None) -> bool:
+        return self._ready() and self._solved
+
+    def _pred_boxes_on_target_at_least(self, action: None, n: int) -> bool:
+        return self._ready() and self._on >= int(n)
+
+    def _pred_no_deadlock(self, action: None) -> bool:
+        return self._ready() and not deadlocked(self.board, self._boxes)
 
     # --- views --------------------------------------------------------------------------------
     def _grid(self) -> str:
