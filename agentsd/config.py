@@ -60,8 +60,25 @@ class RolloutConfig(Strict):
 
 
 class MemoryConfig(Strict):
+    """Skill memory built from train-split trajectories after each collecting phase."""
+
     enabled: bool = False
+    #: Memory directory; default ``<run dir>/memory``.
     dir: str | None = None
+    #: A Chroma server (``http://host:port``) instead of the embedded index under ``dir``.
+    url: str | None = None
+    namespace: str = Field("default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    #: ``diagnostic`` (deterministic, no model) or ``llm`` (the run's policy, or ``summarizer_model``).
+    summarizer: Literal["diagnostic", "llm"] = "diagnostic"
+    summarizer_model: str | None = None
+    #: A sentence-transformers model directory; default: the packaged all-MiniLM-L6-v2.
+    embedding_model: str | None = None
+    embedding_backend: Literal["auto", "onnx", "torch"] = "auto"
+    merge_threshold: float = Field(0.95, gt=0.0, le=1.0)
+    retire_floor: int = Field(-3, le=0)
+    stale_after: int = Field(3, ge=1)
+    #: Also summarize the warm-start oracle demonstrations (train seeds) into skills.
+    from_warmstart: bool = True
 
 
 class WarmstartConfig(Strict):

@@ -8,8 +8,10 @@ learn -> log; evaluate again; write the summary.
 Every phase appends its metrics to ``runs/<name>/metrics.jsonl`` and its episodes to
 ``runs/<name>/trajectories/<phase>.jsonl``. Finished phases are recorded in ``state.json`` with a
 model checkpoint after each phase that changed the weights, so ``resume=True`` continues an
-interrupted run from its last finished phase. Memory (issue: skill memory) and the Skill-SD learner
-slot in at ``remember`` and ``learn``.
+interrupted run from its last finished phase. With ``memory.enabled`` every collecting phase (warm-start
+demonstrations, iteration rollouts; train seeds only) is summarized into the run's skill memory
+(``runs/<name>/memory``); re-ingesting the same trajectories after a resume adds no support. The
+Skill-SD learner slots in at ``learn``.
 """
 
 from __future__ import annotations
@@ -199,15 +201,49 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         policy.model = res.model
         return {"examples": len(examples), "final_loss": res.final_loss, "seconds": res.seconds}
 
+    # --- memory: summarize train-split trajectories into skills and guardrails ---------------------
+    memory = None
+    summarizer = None
+    mc = cfg.memory
+    if mc.enabled:
+        from agentsd.memory import DiagnosticSummarizer, SkillMemory
+
+        memory = SkillMemory(
+            Path(mc.dir) if mc.dir else run_dir / "memory", url=mc.url, namespace=mc.namespace,
+            embedder=mc.embedding_model, embedding_backend=mc.embedding_backend,
+            merge_threshold=mc.merge_threshold, retire_floor=mc.retire_floor, stale_after=mc.stale_after,
+        )
+        if mc.summarizer == "llm":
+            from agentsd.memory.llm import LLMSummarizer
+
+            judge = load_policy(mc.summarizer_model, **model_kwargs(cfg.model)) if mc.summarizer_model else policy
+            summarizer = LLMSummarizer(judge, namespace=mc.namespace)
+        else:
+            summarizer = DiagnosticSummarizer(namespace=mc.namespace)
+
+    def remember(phase: str, trajs: list[Trajectory], iteration: int) -> dict[str, Any]:
+        """Memory stage after a collecting phase (train seeds only; eval phases never write memory)."""
+        if memory is None:
+            return {}
+        t0 = time.perf_counter()
+        memory.advance(iteration)
+        rep = memory.ingest(trajs, summarizer)
+        st = memory.stats()
+        out = {**rep.to_dict(), "size": st["by_kind"], "seconds": round(time.perf_counter() - t0, 2)}
+        log(f"{phase}: memory +{out['added']} entries, {out['merged']} merged, {out['rejected']} rejected; "
+            f"now {st['by_kind'].get('skill', 0)} skills, {st['by_kind'].get('guardrail', 0)} guardrails")
+        return out
+
     # --- warm-start on oracle demonstrations -----------------------------------------------------
     if ws.episodes > 0 and not state.done("warmstart"):
         tasks = make_tasks(envs.cls, "train", ws.episodes, start=0)
         # Demonstrations run to the env's own end: the turn cap is a budget for the model, not the oracle.
         demos, rstats = phase_rollout("warmstart", OracleActor(), tasks, max_turns=10**9)
         good = [t for t in demos if t.success]
+        mem_stats = remember("warmstart", demos, 0) if mc.from_warmstart else {}
         sft_stats = finetune("warmstart", good, ws.lr, ws.epochs, ws.lora, ws.batch_size)
         ckpt = _save_checkpoint(policy, run_dir, "warmstart")
-        record("warmstart", "train", demos, rstats, ckpt, sft=sft_stats)
+        record("warmstart", "train", demos, rstats, ckpt, sft=sft_stats, memory=mem_stats)
         log(f"warmstart: {len(good)}/{len(demos)} oracle demos solved; {_fmt_sft(sft_stats)}")
 
     evaluate("eval_before")
@@ -220,6 +256,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
             continue
         tasks = make_tasks(envs.cls, "train", r.batch // r.group_size or 1, start=start, group_size=r.group_size)
         trajs, rstats = phase_rollout(phase, PolicyActor(policy, r.sampling), tasks)
+        mem_stats = remember(phase, trajs, it)
         learn_stats: dict[str, Any] = {}
         ckpt = None
         if cfg.learning.algo == "rft":
@@ -227,12 +264,15 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
             learn_stats = finetune(phase, wins, cfg.learning.lr, 1, ws.lora, ws.batch_size)
             if learn_stats["examples"]:
                 ckpt = _save_checkpoint(policy, run_dir, phase)
-        record(phase, "train", trajs, rstats, ckpt, learn=learn_stats)
+        record(phase, "train", trajs, rstats, ckpt, learn=learn_stats, memory=mem_stats)
         m = result.phases[-1]["metrics"]
         log(f"{phase}: train success {m['success']:.1%} invalid {m['invalid_rate']:.1%}; {_fmt_sft(learn_stats)}")
 
     evaluate("eval_after")
 
     summary = {"name": cfg.name, "phases": result.phases}
+    if memory is not None:
+        summary["memory"] = {"path": str(memory.path), **memory.stats()}
+        memory.close()
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return result

@@ -158,6 +158,7 @@ def rollout(
             policy_version=policy_version,
             env_kwargs=envs.kwargs,
             initial_observation=obs,
+            meta={"task": slot.env.task_description()},
         )
         index[id(slot)] = i
         return True
