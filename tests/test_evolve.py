@@ -38,6 +38,17 @@ def test_run_writes_every_phase(tmp_path, tiny_model_dir):
     assert len(train_seeds) == 2 + 2 + 2  # each iteration draws fresh train seeds
     assert (d / "checkpoints" / "warmstart").is_dir() or any((d / "checkpoints").iterdir())
     assert len(res.evals) == 2 and res.table().row_count == 2
+    # memory: built from train-seed episodes only, recorded per phase and in the summary
+    summary = json.loads((d / "summary.json").read_text())
+    mem = summary["memory"]
+    assert mem["entries"] > 0 and mem["by_kind"].get("skill", 0) >= 1  # the oracle demos give skills
+    from agentsd.memory import SkillMemory
+
+    train_ids = {t.id for p in ("warmstart", "iter_1", "iter_2") for t in read_jsonl(d / "trajectories" / f"{p}.jsonl")}
+    with SkillMemory(d / "memory", create=False) as m:
+        evidence = {x for e in m.entries(status=None) for x in e.evidence}
+    assert evidence and evidence <= train_ids
+    assert "added" in json.loads((d / "metrics.jsonl").read_text().splitlines()[0])["memory"]
 
 
 def test_existing_run_needs_resume(tmp_path, tiny_model_dir):
