@@ -271,8 +271,11 @@ class ChromaIndex:
             u = urlparse(self.url)
             if u.scheme not in ("http", "https") or not u.hostname:
                 raise MemoryStoreError(f"memory.url must look like http://host:port, got {self.url!r}")
-            return chromadb.HttpClient(host=u.hostname, port=u.port or (443 if u.scheme == "https" else 8000),
-                                       ssl=u.scheme == "https", settings=settings)
+            try:
+                return chromadb.HttpClient(host=u.hostname, port=u.port or (443 if u.scheme == "https" else 8000),
+                                           ssl=u.scheme == "https", settings=settings)
+            except Exception as e:  # noqa: BLE001 - connection errors vary by transport
+                raise MemoryStoreError(f"cannot reach the Chroma server at {self.url}: {e}") from e
         assert self.path is not None
         try:
             return chromadb.PersistentClient(path=str(self.path), settings=settings)

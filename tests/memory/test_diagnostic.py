@@ -101,3 +101,13 @@ def test_unknown_env_gives_text_only_entries():
     traj.env = "not-registered"
     (g,) = DiagnosticSummarizer().summarize([traj]).entries
     assert g.risk_predicate is None and g.failure_type == "deadlock_corner" and g.scope == "subgoal"
+
+
+def test_summarizing_off_thread_gives_the_same_entries():
+    from agentsd.memory import summarize_async
+
+    traj = _play(CORNER_RIGHT, ["<answer>Up</answer>", "<answer>Right</answer>"])
+    fut = summarize_async(DiagnosticSummarizer(), [traj])
+    sync = DiagnosticSummarizer().summarize([traj])
+    got = fut.result(timeout=60)
+    assert [e.content_hash() for e in got.entries] == [e.content_hash() for e in sync.entries]
