@@ -31,6 +31,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_sokoban.py
 	$(PY) bench/bench_rollout.py
+	$(PY) bench/bench_memory.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check agentsd envs memory tests bench

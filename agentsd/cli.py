@@ -21,6 +21,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from agentsd.cli_memory import memory_app
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -241,6 +243,9 @@ def serve(
 
         policy = load_policy(model, dtype=dtype)
         serve_policy(policy, host=host, port=port, model_name=model)
+
+
+app.add_typer(memory_app, name="memory")
 
 
 def main() -> None:
