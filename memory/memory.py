@@ -40,7 +40,7 @@ import numpy as np
 
 from agentsd.memory.embeddings import Embedder
 from agentsd.memory.safety import render_block
-from agentsd.memory.schema import Guardrail, Skill, entity_tokens, normalize, parse_entry
+from agentsd.memory.schema import Guardrail, Skill, entity_tokens, load_entry, normalize, parse_entry
 from agentsd.memory.store import (
     SIDE_STORE,
     ChromaIndex,
@@ -199,8 +199,9 @@ class SkillMemory:
         rows = self.side.pending()
         if not rows:
             return
-        log.warning("memory %s: finishing %d index updates interrupted earlier", self.path, len(rows))
-        self._index([parse_entry(d) for _, _, d in rows])
+        log.warning("memory %s: indexing %d entries the index does not have yet (an interrupted write, "
+                    "or a repair)", self.path, len(rows))
+        self._index([load_entry(d) for _, _, d in rows])
 
     def _sync(self) -> None:
         """Reload Chroma if another process changed the index since this process last looked."""
@@ -268,12 +269,13 @@ class SkillMemory:
         if data is None:
             # allow unique prefixes (the CLI shows 6-character ids)
             rows = self.side.db.execute(
-                "SELECT data FROM entries WHERE namespace=? AND id LIKE ? LIMIT 2", (self.namespace, entry_id + "%")
+                "SELECT data FROM entries WHERE namespace=? AND substr(id, 1, ?)=? LIMIT 2",
+                (self.namespace, len(entry_id), entry_id),
             ).fetchall()
             if len(rows) != 1:
                 return None
             data = rows[0][0]
-        e = parse_entry(data)
+        e = load_entry(data)
         return e if e.namespace == self.namespace else None
 
     def entries(self, kind: str | None = None, env: str | None = None, status: str | None = "active") -> list[Entry]:
@@ -282,7 +284,7 @@ class SkillMemory:
             if val is not None:
                 q += f" AND {col}=?"
                 args.append(val)
-        return [parse_entry(d) for (d,) in self.side.db.execute(q + " ORDER BY rowid", args)]
+        return [load_entry(d) for (d,) in self.side.db.execute(q + " ORDER BY rowid", args)]
 
     def __len__(self) -> int:
         return self.side.db.execute(
@@ -343,7 +345,7 @@ class SkillMemory:
                 return changed[entry_id]
             if entry_id in new:
                 return new[entry_id]
-            return parse_entry(data if data is not None else self.side.get([entry_id])[entry_id])
+            return load_entry(data if data is not None else self.side.get([entry_id])[entry_id])
 
         def merge(into_id: str, inc: Entry, how: str, sim: float, data: str | None = None) -> None:
             target = current(into_id, data)
@@ -385,10 +387,10 @@ class SkillMemory:
         accepted: dict[str, list[Entry]] = defaultdict(list)
         for name, group in by_col.items():
             q = np.stack([vec_of[e.id] for e in group])
-            hits = self.index.query(name, q, 5) if self.index.count(name) else [([], [], None)] * len(group)
+            hits = self.index.query(name, q, 5)  # no count() first: it costs ~13 ms at 100k entries
             cand_ids = sorted({i for ids, sims, _ in hits for i, s in zip(ids, sims, strict=True)
                                if s >= self.merge_threshold})
-            cands = {i: parse_entry(d) for i, d in self.side.get(cand_ids).items()} if cand_ids else {}
+            cands = {i: load_entry(d) for i, d in self.side.get(cand_ids).items()} if cand_ids else {}
             for e, (ids, sims, _) in zip(group, hits, strict=True):
                 target, best = None, 0.0
                 for i, s in zip(ids, sims, strict=True):
@@ -408,34 +410,38 @@ class SkillMemory:
                 else:
                     accepted[name].append(e)
 
-        # 3) conflicts between new entries and the other kind (similar trigger, forbidden step used)
+        # 3) conflicts: a new entry against stored entries of the other kind and against the other new
+        # entries. Candidates come by entry similarity; a pair is a conflict when its content contradicts
+        # (a cheap string test) and its triggers are similar (embedded once, in one batch).
+        pairs: list[tuple[Entry, Entry]] = []
+        fresh = [e for group in accepted.values() for e in group]
         for group in accepted.values():
             first = group[0]
             other = "guardrail" if first.kind == "skill" else "skill"
             oname = collection_name(self.namespace, first.env, other)
-            if not self.index.count(oname):
-                continue
-            # candidates by entry similarity; the test is on the triggers and runs only for pairs whose
-            # content contradicts (cheap string check first, trigger embeddings only then)
             hits = self.index.query(oname, np.stack([vec_of[e.id] for e in group]), 8)
             ids = sorted({i for h in hits for i in h[0]})
-            others = {i: parse_entry(d) for i, d in self.side.get(ids).items()}
+            stored = {i: load_entry(d) for i, d in self.side.get(ids).items()}
             for e, (hid, _, _) in zip(group, hits, strict=True):
-                for i in hid:
-                    o = others.get(i)
-                    if o is None or not _contradicts(e, o):
-                        continue
-                    ta, tb = self.embedder.embed(["; ".join(e.triggers), "; ".join(o.triggers)], cache=self.side)
-                    s = float(ta @ tb)
-                    if s < self.conflict_threshold:
-                        continue
-                    o = current(o.id)
-                    e = new[e.id]
-                    new[e.id] = _flag(e, o.id)
-                    changed[o.id] = _flag(o, e.id)
-                    ops.append((e.id, "conflict", {"with": o.id, "similarity": round(s, 4)}))
-                    ops.append((o.id, "conflict", {"with": e.id, "similarity": round(s, 4)}))
-                    report.conflicts.append((e.id, o.id))
+                pairs += [(e, stored[i]) for i in hid if i in stored and _contradicts(e, stored[i])]
+        for i, e in enumerate(fresh):  # within this batch (each unordered pair once)
+            pairs += [(e, o) for o in fresh[i + 1:] if o.env == e.env and o.kind != e.kind and _contradicts(e, o)]
+        if pairs:
+            texts = list(dict.fromkeys("; ".join(x.triggers) for pair in pairs for x in pair))
+            tv = dict(zip(texts, self.embedder.embed(texts, cache=self.side), strict=True))
+            for e, o in pairs:
+                sim = float(tv["; ".join(e.triggers)] @ tv["; ".join(o.triggers)])
+                if sim < self.conflict_threshold:
+                    continue
+                e, o = current(e.id), current(o.id)
+                for x, y in ((e, o), (o, e)):
+                    flagged = _flag(x, y.id)
+                    if x.id in new:
+                        new[x.id] = flagged
+                    else:
+                        changed[x.id] = flagged
+                    ops.append((x.id, "conflict", {"with": y.id, "similarity": round(sim, 4)}))
+                report.conflicts.append((e.id, o.id))
 
         for e in new.values():
             ops.append((e.id, "add", {"source": e.source, "evidence": e.evidence}))
@@ -465,7 +471,7 @@ class SkillMemory:
             for i in ids:
                 if i not in rows:
                     continue
-                e = parse_entry(rows[i])
+                e = load_entry(rows[i])
                 up = e.upvotes + (delta > 0)
                 down = e.downvotes + (delta < 0)
                 upd = {"upvotes": up, "downvotes": down, "usage": e.usage + usage, "updated": time.time()}
@@ -549,7 +555,7 @@ class SkillMemory:
         for i, s, v in zip(ids, sims, allv, strict=True):
             if i not in rows or s < min_similarity:
                 continue
-            e = parse_entry(rows[i])
+            e = load_entry(rows[i])
             if e.status != "active" or (where and not _matches(e, where)):
                 continue
             stale = it - e.last_supported >= self.stale_after
@@ -685,12 +691,12 @@ class SkillMemory:
         p = Path(path).expanduser()
         chroma = p / "chroma"
         forget_client(chroma)  # this process may hold a client for the old directory
-        if chroma.exists():
-            aside = p / f"chroma.damaged-{int(time.time())}"
-            chroma.rename(aside)
-            log.warning("memory %s: moved the old index to %s", p, aside)
-        side = SideStore(p / SIDE_STORE, create=False)
+        side = SideStore(p / SIDE_STORE, create=False)  # first: refuse anything that is not our store
         try:
+            if chroma.exists():
+                aside = p / f"chroma.damaged-{int(time.time())}"
+                chroma.rename(aside)
+                log.warning("memory %s: moved the old index to %s", p, aside)
             with side.tx():
                 side.db.execute("UPDATE entries SET indexed=0")
         finally:

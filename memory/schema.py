@@ -11,6 +11,7 @@ exact deduplication (counters, ids, times and evidence are not part of it).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 import uuid
@@ -282,6 +283,18 @@ def parse_entry(data: dict[str, Any] | str) -> Skill | Guardrail:
     if isinstance(data, str):
         return _ENTRY.validate_json(data)
     return _ENTRY.validate_python(data)
+
+
+def load_entry(data: str) -> Skill | Guardrail:
+    """Rebuild an entry this store wrote itself, without re-validating (reads are on the retrieval hot
+    path; every entry was validated and cleaned when it was written). Untrusted input goes through
+    :func:`parse_entry`."""
+    d = json.loads(data)
+    cls = Skill if d.get("kind") == "skill" else Guardrail
+    for key in ("verification", "risk_predicate"):
+        if d.get(key) is not None:
+            d[key] = PredicateRef.model_construct(**d[key])
+    return cls.model_construct(**d)
 
 
 def verify(skill: Skill, env: Any) -> bool | None:

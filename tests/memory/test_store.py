@@ -130,6 +130,31 @@ def test_conflicts_are_kept_and_flagged(memory):
     assert memory.stats()["conflicting"] == 2 and len(memory) == 2
 
 
+def test_conflicts_within_one_batch_are_flagged_too(memory):
+    g = guardrail(text="never push left here", forbidden_action="Left", triggers=["two boxes in a row"])
+    s = skill(summary="push left twice", steps=["Up", "Left"], triggers=["two boxes in a row"])
+    other = skill(summary="go around", steps=["Up", "Right"], triggers=["two boxes in a row"])
+    r = memory.add([g, s, other])
+    assert len(r.conflicts) == 1 and set(r.conflicts[0]) == {g.id, s.id}
+    assert "conflict" in memory.get(s.id).flags and "conflict" not in memory.get(other.id).flags
+
+
+def test_repair_refuses_a_directory_that_is_not_a_store(tmp_path, embedder):
+    d = tmp_path / "foreign"
+    (d / "chroma").mkdir(parents=True)
+    (d / "notes.txt").write_text("mine")
+    with pytest.raises(MemoryStoreError):
+        SkillMemory.repair(d, embedder=embedder)
+    assert sorted(x.name for x in d.iterdir()) == ["chroma", "notes.txt"]  # nothing moved
+
+
+def test_prefix_lookup_is_literal(memory):
+    s = skill()
+    memory.add(s)
+    assert memory.get(s.id[:6]).id == s.id
+    assert memory.get("%") is None and memory.get("_") is None
+
+
 def test_export_import_round_trip_is_lossless(tmp_path, embedder):
     src = tmp_path / "a"
     with SkillMemory(src, embedder=embedder) as mem:
