@@ -12,8 +12,9 @@ When the env is registered, the trajectory is replayed from its seed: the guardr
 attached only if it actually flags the recorded action in the recorded state, and a skill is written
 only if the replay reaches success too (a wrong success verdict never plants a skill). Replays that
 diverge (a non-deterministic env) fall back to text-only entries. Coordinates and other per-episode
-numbers are kept out of guardrail text, so the same mistake in different levels is one entry with
-growing support instead of a flood of near-copies.
+numbers and quoted snippets of the model's answer are kept out of guardrail text, so the same mistake
+in different levels or with different wrong words is one entry with growing support instead of a
+flood of near-copies.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from agentsd.memory.summarize import SummaryResult, log
 from agentsd.trajectory import Trajectory
 
 _COORDS = re.compile(r"\s*(?:\[[-\d,\s\[\]]*\]|\(\s*-?\d+\s*,\s*-?\d+\s*\))")
+#: Quoted snippets of what the model wrote ("'closed' is not a move"): per-episode text, not a cause.
+_QUOTED = re.compile(r"(['\"])(?:(?!\1).){1,120}\1")
 _COUNTERS = {"steps", "max_steps", "turn", "turns"}
 
 
@@ -159,7 +162,7 @@ class DiagnosticSummarizer:
     def _guardrail(self, traj: Trajectory, task: str, k: int, ft: str, rep: dict[str, Any] | None) -> Guardrail:
         turn = traj.turns[k]
         diag = turn.info.get("diagnosis") or {}
-        detail = _COORDS.sub("", clean(str(diag.get("detail", "")), 300)).strip(" ;,")
+        detail = _QUOTED.sub("the answer", _COORDS.sub("", clean(str(diag.get("detail", "")), 300))).strip(" ;,")
         pred_name = None
         pred_desc = ""
         if rep is not None:

@@ -111,3 +111,14 @@ def test_summarizing_off_thread_gives_the_same_entries():
     sync = DiagnosticSummarizer().summarize([traj])
     got = fut.result(timeout=60)
     assert [e.content_hash() for e in got.entries] == [e.content_hash() for e in sync.entries]
+
+
+def test_different_wrong_words_give_one_format_guardrail(tmp_path, embedder):
+    a = _play(CORNER_RIGHT, ["<answer>closed</answer>"])
+    b = _play(CORNER_RIGHT, ["<answer>correct</answer>"])
+    entries = DiagnosticSummarizer().summarize([a, b]).entries
+    assert all("closed" not in e.root_cause and "correct" not in e.root_cause for e in entries)
+    with SkillMemory(tmp_path / "m", embedder=embedder) as mem:
+        mem.add(entries)
+        (g,) = mem.entries()
+        assert g.failure_type == "invalid_format" and g.support == 2
