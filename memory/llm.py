@@ -161,6 +161,28 @@ def _vocab_from_env(env: Any) -> EnvVocab:
 _FENCE = re.compile(r"```[ \t]*[A-Za-z0-9_-]*[ \t]*\n?(.*?)(?:```|\Z)", re.S)
 
 
+def _json_chars(text: str, start: int = 0) -> tuple[list[tuple[int, str, bool]], bool]:
+    """``(index, char, inside_string)`` for ``text[start:]`` (quotes count as part of their string),
+    and whether a string is still open at the end. The one place that knows JSON string and escape
+    rules, for the scanners below."""
+    out: list[tuple[int, str, bool]] = []
+    in_str = esc = False
+    for i in range(start, len(text)):
+        c = text[i]
+        if in_str:
+            out.append((i, c, True))
+            if esc:
+                esc = False
+            elif c == "\\":
+                esc = True
+            elif c == '"':
+                in_str = False
+        else:
+            in_str = c == '"'
+            out.append((i, c, in_str))
+    return out, in_str
+
+
 def _scan(text: str) -> tuple[list[str], bool, list[tuple[int, list[str]]]]:
     """String-aware scan: (open brackets left, inside a string at the end, cut points).
 
@@ -169,18 +191,11 @@ def _scan(text: str) -> tuple[list[str], bool, list[tuple[int, list[str]]]]:
     """
     stack: list[str] = []
     cuts: list[tuple[int, list[str]]] = []
-    in_str = esc = False
-    for i, c in enumerate(text):
-        if in_str:
-            if esc:
-                esc = False
-            elif c == "\\":
-                esc = True
-            elif c == '"':
-                in_str = False
-        elif c == '"':
-            in_str = True
-        elif c in "{[":
+    chars, open_str = _json_chars(text)
+    for i, c, inside in chars:
+        if inside:
+            continue
+        if c in "{[":
             stack.append(c)
             cuts.append((i + 1, list(stack)))
         elif c in "}]":
@@ -188,7 +203,7 @@ def _scan(text: str) -> tuple[list[str], bool, list[tuple[int, list[str]]]]:
                 stack.pop()
         elif c == ",":
             cuts.append((i, list(stack)))
-    return stack, in_str, cuts
+    return stack, open_str, cuts
 
 
 def _close(prefix: str, stack: list[str]) -> str:
@@ -197,18 +212,8 @@ def _close(prefix: str, stack: list[str]) -> str:
 
 def _strip_trailing_commas(text: str) -> str:
     out: list[str] = []
-    in_str = esc = False
-    for c in text:
-        if in_str:
-            if esc:
-                esc = False
-            elif c == "\\":
-                esc = True
-            elif c == '"':
-                in_str = False
-        elif c == '"':
-            in_str = True
-        elif c in "}]":
+    for _, c, inside in _json_chars(text)[0]:
+        if not inside and c in "}]":
             while out and out[-1].isspace():
                 out.pop()
             if out and out[-1] == ",":
@@ -221,19 +226,11 @@ def _outermost_object(text: str) -> str:
     start = text.find("{")
     if start < 0:
         return text
-    depth, in_str, esc = 0, False, False
-    for i in range(start, len(text)):
-        c = text[i]
-        if in_str:
-            if esc:
-                esc = False
-            elif c == "\\":
-                esc = True
-            elif c == '"':
-                in_str = False
-        elif c == '"':
-            in_str = True
-        elif c in "{[":
+    depth = 0
+    for i, c, inside in _json_chars(text, start)[0]:
+        if inside:
+            continue
+        if c in "{[":
             depth += 1
         elif c in "}]":
             depth -= 1
