@@ -135,6 +135,8 @@ def run(
             result = run_recipe(cfg, resume=resume, progress=progress, log=console.print)
         console.print(result.table())
         console.print(f"outputs in [bold]{result.run_dir}[/] (config.yaml, trajectories/, metrics.jsonl, summary.json)")
+        if (result.run_dir / "memory" / "memory.sqlite").exists():
+            console.print(f"skill memory: agentsd memory stats --path {result.run_dir / 'memory'}", highlight=False)
 
 
 @app.command("eval")

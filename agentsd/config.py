@@ -71,6 +71,8 @@ class MemoryConfig(Strict):
     #: ``diagnostic`` (deterministic, no model) or ``llm`` (the run's policy, or ``summarizer_model``).
     summarizer: Literal["diagnostic", "llm"] = "diagnostic"
     summarizer_model: str | None = None
+    #: Generation budget of the llm summarizer per trajectory (a skill plus a guardrail is ~450 tokens).
+    summarizer_max_new_tokens: int = Field(512, ge=16)
     #: A sentence-transformers model directory; default: the packaged all-MiniLM-L6-v2.
     embedding_model: str | None = None
     embedding_backend: Literal["auto", "onnx", "torch"] = "auto"

@@ -215,9 +215,13 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         )
         if mc.summarizer == "llm":
             from agentsd.memory.llm import LLMSummarizer
+            from agentsd.policy.base import Sampling
 
             judge = load_policy(mc.summarizer_model, **model_kwargs(cfg.model)) if mc.summarizer_model else policy
-            summarizer = LLMSummarizer(judge, namespace=mc.namespace)
+            summarizer = LLMSummarizer(
+                judge, namespace=mc.namespace,
+                sampling=Sampling(max_new_tokens=mc.summarizer_max_new_tokens, temperature=0.0),
+            )
         else:
             summarizer = DiagnosticSummarizer(namespace=mc.namespace)
 

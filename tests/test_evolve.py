@@ -78,3 +78,14 @@ def test_interrupted_run_resumes_without_redoing_phases(tmp_path, tiny_model_dir
     assert len(list(read_jsonl(partial))) == 2  # redone from scratch, not appended twice
     if state["checkpoint"]:
         assert json.loads((d / "state.json").read_text())["checkpoint"] is not None
+
+
+def test_llm_summarizer_stage_runs_on_the_policy(tmp_path, tiny_model_dir):
+    cfg = _cfg(tmp_path, tiny_model_dir, **{
+        "learning.iterations": 0, "learning.warmstart.episodes": 1, "eval.episodes": 1,
+        "memory.summarizer": "llm", "memory.summarizer_max_new_tokens": 48,
+    })
+    res = run(cfg, log=lambda *a: None)
+    rec = json.loads((res.run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    # the random tiny model writes no valid JSON: the stage reports rejections and the run goes on
+    assert rec["phase"] == "warmstart" and rec["memory"]["added"] + rec["memory"]["rejected"] >= 1
