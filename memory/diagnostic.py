@@ -29,6 +29,8 @@ from agentsd.memory.summarize import SummaryResult, log
 from agentsd.trajectory import Trajectory
 
 _COORDS = re.compile(r"\s*(?:\[[-\d,\s\[\]]*\]|\(\s*-?\d+\s*,\s*-?\d+\s*\))")
+#: "Right: " labels naming the move that failed (the failure is the same whichever move it was).
+_LABEL = re.compile(r"(?:^|(?<=; ))\w+: ")
 #: Quoted snippets of what the model wrote ("'closed' is not a move"): per-episode text, not a cause.
 _QUOTED = re.compile(r"(['\"])(?:(?!\1).){1,120}\1")
 _COUNTERS = {"steps", "max_steps", "turn", "turns"}
@@ -162,7 +164,8 @@ class DiagnosticSummarizer:
     def _guardrail(self, traj: Trajectory, task: str, k: int, ft: str, rep: dict[str, Any] | None) -> Guardrail:
         turn = traj.turns[k]
         diag = turn.info.get("diagnosis") or {}
-        detail = _QUOTED.sub("the answer", _COORDS.sub("", clean(str(diag.get("detail", "")), 300))).strip(" ;,")
+        detail = _QUOTED.sub("the answer", _COORDS.sub("", clean(str(diag.get("detail", "")), 300)))
+        detail = _LABEL.sub("", detail).strip(" ;,")
         pred_name = None
         pred_desc = ""
         if rep is not None:
@@ -170,23 +173,28 @@ class DiagnosticSummarizer:
             if name in rep["preds"] and rep["confirmed"].get(k):
                 pred_name, pred_desc = name, rep["preds"][name].description
         what = ft.replace("_", " ")
-        risk = pred_desc or (f"actions that led to {what}: {detail}" if detail else f"actions that led to {what}")
+        if pred_name:  # general wording: the executable check carries the specifics
+            summary, cause = f"avoid {what}: {pred_desc}", pred_desc
+            risk = f"{pred_name} holds for the proposed action"
+            forbidden = f"any action for which {pred_name} holds"
+            repair = ["check the proposed action first; if it is flagged, choose another one"]
+        else:
+            summary, cause = f"avoid {what}", detail or what
+            risk = f"actions that led to {what}" + (f": {detail}" if detail else "")
+            forbidden = f"repeating what caused {what}"
+            repair = [f"change approach after a {what}"]
         scope = "step" if pred_name else ("task" if "timeout" in ft or "time" in ft else "subgoal")
         return Guardrail(
             env=traj.env,
             namespace=self.namespace,
             triggers=[t for t in (task, f"choosing the next action; risk of {what}") if t],
-            summary=f"avoid {what}" + (f": {pred_desc}" if pred_desc else ""),
+            summary=summary,
             failure_type=ft,
-            root_cause=detail or what,
+            root_cause=cause,
             risk_pattern=risk,
             risk_predicate=PredicateRef(name=pred_name) if pred_name else None,
-            forbidden=f"an action for which {pred_desc}" if pred_desc else f"repeating what caused {what}",
-            repair=(
-                [f"before acting, check whether {pred_desc}; if so choose another action"]
-                if pred_desc
-                else [f"change approach after a {what}"]
-            ),
+            forbidden=forbidden,
+            repair=repair,
             scope=scope,
             confidence=self.guardrail_confidence if pred_name else self.text_only_confidence,
             evidence=[traj.id],

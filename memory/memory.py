@@ -55,6 +55,10 @@ log = logging.getLogger("agentsd.memory")
 
 Entry = Skill | Guardrail
 KINDS = ("skill", "guardrail")
+#: Entry similarity (kind-prefixed trigger + summary) below which a pair is not tested for a conflict.
+#: The kind prefix alone puts a skill and a guardrail with identical trigger and summary at ~0.57, so
+#: the cut is low; it keeps the trigger embeddings of the conflict test off most pairs.
+_CONFLICT_PREFILTER = 0.4
 
 
 @dataclass
@@ -143,6 +147,7 @@ class SkillMemory:
         self.merge_threshold, self.conflict_threshold = merge_threshold, conflict_threshold
         self.retire_floor, self.stale_after, self.stale_factor = retire_floor, stale_after, stale_factor
         self._open_dir(create)
+        self._env_cache: tuple[int, list[str]] | None = None
         self.lock = FileLock(self.path / ".lock")
         with self.lock.hold():
             self.side = SideStore(self.path / SIDE_STORE, create=True)
@@ -226,12 +231,14 @@ class SkillMemory:
             return collection_name(self.namespace, e_or_env, kind or "skill")
         return collection_name(e_or_env.namespace, e_or_env.env, e_or_env.kind)
 
-    def _index(self, entries: list[Entry]) -> None:
-        """Bring Chroma in line with these entries (active: upsert; retired: delete), then mark them."""
+    def _index(self, entries: list[Entry], new: bool = False) -> None:
+        """Bring Chroma in line with these entries (active: add/upsert; retired: delete), then mark
+        them indexed. ``new``: the ids are not in the index yet (a plain add is cheaper than upsert)."""
         if not entries:
             return
         active = [e for e in entries if e.status == "active"]
-        vecs = self.embedder.embed([e.embed_text() for e in active], cache=self.side) if active else None
+        texts = [e.embed_text() for e in active]
+        vecs = self.embedder.embed(texts, cache=self.side) if active else None
         groups: dict[str, list[int]] = defaultdict(list)
         for i, e in enumerate(active):
             groups[self._col(e)].append(i)
@@ -241,7 +248,8 @@ class SkillMemory:
                 [active[i].id for i in idx],
                 vecs[idx],
                 [_meta(active[i]) for i in idx],
-                [active[i].embed_text() for i in idx],
+                [texts[i] for i in idx],
+                add=new,
             )
         dead: dict[str, list[str]] = defaultdict(list)
         for e in entries:
@@ -251,7 +259,8 @@ class SkillMemory:
             self.index.delete(name, ids)
         self.side.mark_indexed([e.id for e in entries])
 
-    def _write(self, entries: list[Entry], ops: list[tuple[str, str, dict]], reindex: list[Entry]) -> None:
+    def _write(self, entries: list[Entry], ops: list[tuple[str, str, dict]], reindex: list[Entry],
+               new: bool = False) -> None:
         """Commit entries and history in one transaction; then update the index for ``reindex``."""
         with self.side.tx():
             touched = {e.id for e in reindex}
@@ -261,7 +270,7 @@ class SkillMemory:
                 self.side.history(entry_id, op, data)
             if reindex:
                 self._seen_seq = self.side.bump_index_seq()
-        self._index(reindex)
+        self._index(reindex, new=new)
 
     # --- reading ---------------------------------------------------------------------------------------
     def get(self, entry_id: str) -> Entry | None:
@@ -422,10 +431,12 @@ class SkillMemory:
             hits = self.index.query(oname, np.stack([vec_of[e.id] for e in group]), 8)
             ids = sorted({i for h in hits for i in h[0]})
             stored = {i: load_entry(d) for i, d in self.side.get(ids).items()}
-            for e, (hid, _, _) in zip(group, hits, strict=True):
-                pairs += [(e, stored[i]) for i in hid if i in stored and _contradicts(e, stored[i])]
+            for e, (hid, hs, _) in zip(group, hits, strict=True):
+                pairs += [(e, stored[i]) for i, sim in zip(hid, hs, strict=True)
+                          if sim >= _CONFLICT_PREFILTER and i in stored and _contradicts(e, stored[i])]
         for i, e in enumerate(fresh):  # within this batch (each unordered pair once)
-            pairs += [(e, o) for o in fresh[i + 1:] if o.env == e.env and o.kind != e.kind and _contradicts(e, o)]
+            pairs += [(e, o) for o in fresh[i + 1:] if o.env == e.env and o.kind != e.kind
+                      and float(vec_of[e.id] @ vec_of[o.id]) >= _CONFLICT_PREFILTER and _contradicts(e, o)]
         if pairs:
             texts = list(dict.fromkeys("; ".join(x.triggers) for pair in pairs for x in pair))
             tv = dict(zip(texts, self.embedder.embed(texts, cache=self.side), strict=True))
@@ -447,7 +458,7 @@ class SkillMemory:
             ops.append((e.id, "add", {"source": e.source, "evidence": e.evidence}))
             report.added.append(e.id)
         ops.sort(key=lambda o: o[1] != "add")  # adds first: a history reads in causal order
-        self._write([*new.values(), *changed.values()], ops, list(new.values()))
+        self._write([*new.values(), *changed.values()], ops, list(new.values()), new=True)
 
     # --- votes, usage, retirement ------------------------------------------------------------------------
     def record_outcome(self, entry_ids: Iterable[str], success: bool) -> list[str]:
@@ -586,8 +597,13 @@ class SkillMemory:
         return chosen
 
     def _envs(self) -> list[str]:
-        return [r[0] for r in self.side.db.execute(
-            "SELECT DISTINCT env FROM entries WHERE namespace=? AND status='active'", (self.namespace,))]
+        """Envs with active entries; cached until the index changes (a DISTINCT scans the table)."""
+        seq = self.side.index_seq()
+        if self._env_cache is None or self._env_cache[0] != seq:
+            envs = [r[0] for r in self.side.db.execute(
+                "SELECT DISTINCT env FROM entries WHERE namespace=? AND status='active'", (self.namespace,))]
+            self._env_cache = (seq, envs)
+        return self._env_cache[1]
 
     @staticmethod
     def render(hits: Iterable[Retrieved], max_chars: int = 480) -> str:

@@ -37,15 +37,19 @@ _PATTERNS = [
     ),
 ]
 _SPACE = re.compile(r"\s+")
+_ASCII_CTRL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def clean(text: str, max_chars: int) -> str:
     """One inert line of at most ``max_chars`` characters (see the module docstring)."""
     if not text:
         return ""
-    text = unicodedata.normalize("NFKC", text)
-    # control and format characters (incl. zero-width and bidi overrides) -> space
-    text = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)
+    if text.isascii():  # the common case: only ASCII control characters to blank out
+        text = _ASCII_CTRL.sub(" ", text)
+    else:
+        text = unicodedata.normalize("NFKC", text)
+        # control and format characters (incl. zero-width and bidi overrides) -> space
+        text = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)
     for _ in range(3):  # removing one marker can join the halves of another: repeat until stable
         before = text
         for p in _PATTERNS:

@@ -132,7 +132,7 @@ class _Entry(BaseModel):
     def embed_text(self) -> str:
         """What gets embedded: the triggers and the summary (short: embedding cost grows with length)."""
         lead = f"{self.kind} {self.failure_key}".strip()
-        return clean(f"{lead}: {'; '.join(self.triggers)}. {self.summary}", 400)
+        return _cap(f"{lead}: {'; '.join(self.triggers)}. {self.summary}", 400)  # fields are clean already
 
     def render(self, max_chars: int = RENDER_CHARS, stale: bool = False) -> str:
         raise NotImplementedError

@@ -309,11 +309,13 @@ class ChromaIndex:
         self._cols[name] = col
         return col
 
-    def upsert(self, name: str, ids: list[str], embeddings: np.ndarray, metadatas: list[dict], documents: list[str]):
+    def upsert(self, name: str, ids: list[str], embeddings: np.ndarray, metadatas: list[dict], documents: list[str],
+               add: bool = False):
         col = self.collection(name)
+        write = col.add if add else col.upsert
         for i in range(0, len(ids), 4000):
-            col.upsert(ids=ids[i : i + 4000], embeddings=embeddings[i : i + 4000],
-                       metadatas=metadatas[i : i + 4000], documents=documents[i : i + 4000])
+            write(ids=ids[i : i + 4000], embeddings=embeddings[i : i + 4000],
+                  metadatas=metadatas[i : i + 4000], documents=documents[i : i + 4000])
 
     def delete(self, name: str, ids: list[str]) -> None:
         col = self.collection(name, create=False)
