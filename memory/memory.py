@@ -40,7 +40,7 @@ import numpy as np
 
 from agentsd.memory.embeddings import Embedder
 from agentsd.memory.safety import render_block
-from agentsd.memory.schema import Guardrail, Skill, entity_tokens, load_entry, normalize, parse_entry
+from agentsd.memory.schema import Guardrail, Skill, entity_tokens, load_entry, new_id, normalize, parse_entry
 from agentsd.memory.store import (
     SIDE_STORE,
     ChromaIndex,
@@ -329,6 +329,12 @@ class SkillMemory:
             return report
         it = self.iteration
         items = [e.model_copy(update={"namespace": self.namespace, "last_supported": it}) for e in items]
+        # an id that is already taken (or repeated in this batch) gets a fresh one: add never overwrites
+        taken, seen = set(self.side.get([e.id for e in items])), set()
+        for k, e in enumerate(items):
+            if e.id in taken or e.id in seen:
+                items[k] = e = e.model_copy(update={"id": new_id()})
+            seen.add(e.id)
         hashes = [e.content_hash() for e in items]
         # embed outside the lock (the slow part); exact duplicates known already need no vector
         known = self.side.by_hash(self.namespace, list(set(hashes)))
@@ -504,6 +510,28 @@ class SkillMemory:
             e = e.model_copy(update={"status": "retired", "updated": time.time()})
             self._write([e], [(e.id, "retire", {"reason": reason})], [e])
         return True
+
+    def edit(self, entry_id: str, reason: str = "manual", **changes: Any) -> Entry:
+        """Change content fields of an entry (validated like a new entry); the old version goes to the
+        history, ``version`` goes up, and the index is updated."""
+        with self.lock.hold():
+            self._sync()
+            old = self.get(entry_id)
+            if old is None:
+                raise KeyError(f"no entry {entry_id!r} in namespace {self.namespace!r}")
+            fixed = {"id", "kind", "env", "namespace", "created", "evidence", "support", "usage", "upvotes",
+                     "downvotes", "version", "status"}
+            bad = sorted(set(changes) & fixed)
+            if bad:
+                raise ValueError(f"edit cannot change {', '.join(bad)}")
+            upd = parse_entry({**old.model_dump(), **changes, "version": old.version + 1, "updated": time.time()})
+            h = upd.content_hash()
+            dup = self.side.by_hash(self.namespace, [h]).get(h)
+            if dup and dup[0] != upd.id:
+                raise ValueError(f"the edited content equals entry {dup[0]}; merge or retire instead")
+            self._write([upd], [(upd.id, "edit", {"reason": reason, "before": old.model_dump()})],
+                        [upd] if upd.status == "active" else [])
+        return upd
 
     def prune(self, *, stale: bool = False, min_confidence: float | None = None, floor: int | None = None) -> list[str]:
         """Retire (never delete) stale entries, entries below a confidence, or at/below a net vote floor."""

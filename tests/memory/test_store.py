@@ -249,3 +249,19 @@ def test_embedding_cache_and_backends_agree(tmp_path, embedder, memory):
         v2 = torch_emb.embed(texts)
         assert float(np.min(np.sum(v1 * v2, axis=1))) > 0.9999
         assert torch_emb.id == embedder.id  # same model: the vector cache is shared across backends
+
+
+def test_edit_keeps_the_old_version_and_add_never_overwrites(memory):
+    s = skill()
+    memory.add(s)
+    e = memory.edit(s.id, reason="typo", summary="push the box right, then stop")
+    assert e.version == 2 and memory.get(s.id).summary == "push the box right, then stop"
+    (h,) = [h for h in memory.history(s.id) if h["op"] == "edit"]
+    assert h["data"]["before"]["summary"] == s.summary and h["data"]["reason"] == "typo"
+    assert memory.retrieve("push the box right, then stop", k=1)[0].entry.id == s.id
+    with pytest.raises(ValueError, match="support"):
+        memory.edit(s.id, support=9)
+    # an incoming entry that reuses a stored id with other content becomes a new entry
+    clash = skill(summary="walk around the box first", steps=["Up", "Up"]).model_copy(update={"id": s.id})
+    r = memory.add(clash)
+    assert len(r.added) == 1 and r.added[0] != s.id and memory.get(s.id).summary.startswith("push the box")
