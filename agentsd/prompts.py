@@ -22,6 +22,33 @@ class Step:
 INVALID_NOTE = "Your previous answer was not a valid action. Answer in the required format."
 
 
+SKILLS_HEADER = "Useful skills from past experience:"
+
+
+def system_message(instructions: str, skills: str | None = None) -> str:
+    """The system message: the instructions, then the skills block when ``skills`` is non-empty."""
+    system = instructions.strip()
+    if skills:
+        system += "\n\n" + SKILLS_HEADER + "\n" + skills.strip()
+    return system
+
+
+def with_skills(messages: list[dict[str, str]], skills: str | None) -> list[dict[str, str]]:
+    """A copy of ``messages`` whose system message also holds ``skills``, in the format of
+    :func:`build_messages`: ``with_skills(build_messages(..., skills=None), s)`` equals
+    ``build_messages(..., skills=s)``. The teacher's prompt is built this way from the student's. Without
+    a leading system message one is inserted; without skills the messages come back unchanged (copied).
+    """
+    out = [dict(m) for m in messages]
+    if not skills:
+        return out
+    if out and out[0].get("role") == "system":
+        out[0]["content"] = system_message(out[0]["content"], skills)
+    else:
+        out.insert(0, {"role": "system", "content": system_message("", skills).strip()})
+    return out
+
+
 def build_messages(
     instructions: str,
     task: str,
@@ -32,10 +59,7 @@ def build_messages(
 ) -> list[dict[str, str]]:
     """Chat messages for the next turn. ``past`` is the whole episode so far; the last ``history``
     turns are shown as earlier user/assistant exchanges."""
-    system = instructions.strip()
-    if skills:
-        system += "\n\nUseful skills from past experience:\n" + skills.strip()
-    messages = [{"role": "system", "content": system}]
+    messages = [{"role": "system", "content": system_message(instructions, skills)}]
     shown = past[-history:] if history > 0 else []
     for step in shown:
         messages.append({"role": "user", "content": step.observation})

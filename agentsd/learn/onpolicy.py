@@ -1,0 +1,635 @@
+"""On-policy learning from rollouts: GRPO, OPD, Skill-SD, skills-in-the-student-prompt and SFT, one step
+at a time, all from the same :class:`~agentsd.trajectory.Trajectory` batches.
+
+    cfg = OnPolicyConfig(algo="skill_sd")
+    net = prepare_model(policy.model, cfg)                        # LoRA-wrapped (or the model itself)
+    opt = make_optimizer(net, cfg)
+    teacher = make_teacher(net, cfg, skills_for=lambda turn, traj: mem.render(mem.retrieve(...)))
+    batch = build_samples(trajectories, policy.tokenizer, cfg, teacher=teacher)
+    stats = learner_step(net, policy.tokenizer, batch.samples, cfg, teacher=teacher, optimizer=opt)
+
+Samples (:func:`build_samples`)
+-------------------------------
+Every turn with token ids is one sample: the prompt is ``encode_chat(tokenizer, turn.messages)`` (the
+exact prompt the student acted under), the completion is ``turn.token_ids`` as generated (token-in,
+token-out: never re-tokenized), the old log-probs are ``turn.logprobs`` (the behaviour policy's). Every
+turn of an episode gets its episode's advantage, group-relative (:func:`~agentsd.learn.losses.grpo_advantages`)
+over the episodes of the batch with the same task (env, seed). Turns without token ids (scripted or
+oracle actors) are skipped and counted, except with ``retokenize=True`` (``sft`` on demonstrations),
+where their response is tokenized as :func:`agentsd.learn.sft.tokenize_example` does.
+The behaviour log-probs are those of the distribution actually sampled from: for the importance
+ratios to mean π_θ / π_old, roll out at temperature 1 without top-k/top-p.
+
+Teacher (:class:`Teacher`)
+--------------------------
+The student's own weights, lagged per ``mode``: ``synced`` (hard copy every ``sync_every`` learner
+steps; the default), ``ema`` (θ_t ← τ θ_t + (1 − τ) θ_s after every step), ``frozen`` (the weights at
+construction), ``live`` (the student itself, no copy). Only the trainable parameters are kept (with
+LoRA: the adapter, a few MB, never a second model); to score, they are swapped into the student's
+parameters for the duration of a no-grad forward pass and swapped back. Its prompt is the student's
+with ``skills_for(turn, traj)`` added to the system message (:func:`agentsd.prompts.with_skills`, the
+format rollouts use); the student's exact completion ids are re-scored under it.
+
+Algorithms (``OnPolicyConfig.algo``), one optimizer step per :func:`learner_step`
+-----------------------------------------------------------------------------------
+- ``grpo``: clipped policy gradient with group-relative advantages (+ ``kl_coef`` · k3 to a frozen
+  ``reference`` when ``kl_coef`` > 0).
+- ``skill_sd``: GRPO + ``lam`` · SDL, SDL the importance-weighted k3 reverse KL to the skill-conditioned
+  teacher (:func:`~agentsd.learn.losses.skill_sd_loss`).
+- ``opd``: on-policy distillation, our reading of the issue's "fixed teacher, no skills": the SDL term
+  alone (weight 1, no reward, no GRPO term) to a ``frozen`` teacher that sees the student's plain
+  prompt. Note that with the student's own initial weights as that teacher, teacher and student agree
+  exactly at the start, so the loss and its gradient are 0 and OPD stays where it is; it moves only
+  with a teacher that differs: a separate fixed model (``Teacher(..., model=other)``, e.g. a stronger
+  checkpoint with the same tokenizer) or a student that has already moved away from it.
+- ``skill_prompt``: skills in the *student's* prompt, the paper's weaker baseline. The rollout side puts
+  them there (the ``skills`` hook of :func:`agentsd.rollout.rollout`); since samples keep the exact
+  prompt the student acted under, for the learner this is plain GRPO on those samples.
+- ``sft``: cross-entropy on the turns of successful episodes only (rejection-sampling fine-tuning;
+  warm-start on demonstrations with ``retokenize=True``).
+
+Every loss is normalized by the real completion tokens of the whole batch, so micro-batches
+(``micro_batch`` samples per forward) change memory, not the update. Per micro-batch the teacher's
+log-probs are computed first without grad, then the student's with grad; :func:`sequence_logprobs`
+projects only the completion positions and keeps just the sampled tokens' log-probs, so at most one
+(micro_batch, T, V) logits tensor exists at a time. The model runs in eval mode (no dropout), so on
+fresh on-policy samples the ratios are exactly 1 in value.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentsd.learn.losses import grpo_advantages, grpo_loss, reverse_kl_full, skill_sd_loss
+from agentsd.learn.sft import LLAMA_PROJ, _optimizer, _use_bf16, _wrap_lora, tokenize_example
+from agentsd.policy.chat import encode_chat
+from agentsd.policy.hf import eval_mode, pad_sequences, positions_from_mask, sequence_logprobs
+from agentsd.prompts import with_skills
+from agentsd.trajectory import Trajectory, Turn
+
+if TYPE_CHECKING:
+    import torch
+
+Algo = Literal["grpo", "opd", "skill_sd", "skill_prompt", "sft"]
+TeacherMode = Literal["synced", "ema", "frozen", "live"]
+SkillsFor = Callable[[Turn, Trajectory], "str | None"]
+#: algorithms whose loss needs a teacher
+TEACHER_ALGOS = ("skill_sd", "opd")
+
+
+class OnPolicyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    algo: Algo = "skill_sd"
+    lr: float = Field(2e-5, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    #: weight of the SDL term in skill_sd (0.001 was best in Skill-SD; 0.01 was unstable)
+    lam: float = Field(0.001, ge=0.0)
+    eps_low: float = Field(0.2, ge=0.0, lt=1.0)
+    eps_high: float = Field(0.28, ge=0.0)
+    #: GRPO's k3 penalty to a frozen reference (needs ``reference=`` in learner_step); 0 = none
+    kl_coef: float = Field(0.0, ge=0.0)
+    #: truncate the SDL importance weight ρ at this value (see skill_sd_loss); None = no truncation
+    rho_clip: float | None = Field(None, gt=0.0)
+    micro_batch: int = Field(4, ge=1)
+    teacher_mode: TeacherMode = "synced"
+    sync_every: int = Field(4, ge=1)  # synced: learner steps between hard copies (1 behaves as live)
+    ema_tau: float = Field(0.99, ge=0.0, le=1.0)
+    #: the episode score advantages are computed from
+    reward: Literal["return", "success"] = "return"
+    scale_advantages: bool = True  # divide by the group's std
+    lora: bool = True
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)  # inert here: learner_step runs in eval mode
+    target_modules: list[str] = Field(default_factory=lambda: list(LLAMA_PROJ))
+    max_grad_norm: float | None = Field(1.0, gt=0.0)
+    #: bf16 autocast; None = where the hardware runs bf16 natively (see agentsd.learn.sft)
+    bf16_autocast: bool | None = None
+    seed: int = 0  # LoRA initialization
+
+
+# ------------------------------------------------------------------------------------------- samples
+
+
+@dataclass
+class Sample:
+    """One turn as the learner sees it."""
+
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    old_logprobs: list[float] | None  # behaviour log-probs; None = unknown (treated as on-policy)
+    advantage: float = 0.0
+    episode_return: float = 0.0
+    success: bool = False
+    group: Hashable = None  # (env, seed): the advantage group
+    traj_id: str = ""
+    turn: int = 0
+    #: the teacher's prompt (the student's plus skills); None when built without a skills teacher
+    teacher_prompt_ids: list[int] | None = None
+    skills: str | None = None
+
+
+@dataclass
+class SampleBatch:
+    samples: list[Sample] = field(default_factory=list)
+    skipped: int = 0  # turns without token ids
+    episodes: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(s.completion_ids) for s in self.samples)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __iter__(self) -> Iterator[Sample]:
+        return iter(self.samples)
+
+
+def episode_advantages(
+    trajectories: Sequence[Trajectory], reward: str = "return", scale: bool = True
+) -> list[float]:
+    """Group-relative advantage of each episode; groups are episodes of the same task (env, seed)."""
+    if reward not in ("return", "success"):
+        raise ValueError(f"reward must be 'return' or 'success', not {reward!r}")
+    if not trajectories:
+        return []
+    scores = [t.total_reward if reward == "return" else float(t.success) for t in trajectories]
+    groups = [(t.env, t.seed) for t in trajectories]
+    return [float(a) for a in grpo_advantages(scores, groups, scale=scale)]
+
+
+def build_samples(
+    trajectories: Sequence[Trajectory],
+    tokenizer: Any,
+    cfg: OnPolicyConfig | None = None,
+    *,
+    teacher: Teacher | None = None,
+    retokenize: bool = False,
+) -> SampleBatch:
+    """Samples from ``trajectories`` (see the module docstring). With a ``teacher`` that has
+    ``skills_for``, each sample also gets the teacher's prompt ids (the student's prompt with the
+    skills). ``retokenize`` keeps turns without token ids by tokenizing their response + EOS (for
+    ``sft`` on demonstrations; such samples have no old log-probs)."""
+    cfg = cfg or OnPolicyConfig()
+    trajs = list(trajectories)
+    advs = episode_advantages(trajs, cfg.reward, cfg.scale_advantages)
+    batch = SampleBatch(episodes=len(trajs))
+    for traj, adv in zip(trajs, advs, strict=True):
+        ret, success = traj.total_reward, traj.success
+        for k, turn in enumerate(traj.turns):
+            if turn.token_ids:
+                prompt = encode_chat(tokenizer, turn.messages)
+                completion = list(turn.token_ids)
+                if turn.logprobs and len(turn.logprobs) != len(turn.token_ids):
+                    raise ValueError(
+                        f"trajectory {traj.id} turn {k}: {len(turn.logprobs)} log-probs for "
+                        f"{len(turn.token_ids)} token ids"
+                    )
+                old = list(turn.logprobs) if turn.logprobs else None
+            elif retokenize:
+                ids, n_prompt = tokenize_example(tokenizer, turn.messages, turn.response)
+                prompt, completion, old = ids[:n_prompt], ids[n_prompt:], None
+            else:
+                batch.skipped += 1
+                continue
+            sample = Sample(prompt, completion, old, adv, ret, success, (traj.env, traj.seed), traj.id, k)
+            if teacher is not None and teacher.skills_for is not None:
+                skills = teacher.skills_for(turn, traj)
+                sample.skills = skills or None
+                sample.teacher_prompt_ids = (
+                    encode_chat(tokenizer, with_skills(turn.messages, skills)) if skills else prompt
+                )
+            batch.samples.append(sample)
+    return batch
+
+
+def _pad_id(tokenizer: Any) -> int:
+    pad = tokenizer.pad_token_id
+    return pad if pad is not None else (tokenizer.eos_token_id or 0)
+
+
+def _padded(rows: Sequence[Sequence[float]], width: int, like: torch.Tensor) -> torch.Tensor:
+    """(B, width) float tensor of ``rows`` right-padded with 0, on ``like``'s device."""
+    import torch
+
+    out = torch.zeros((len(rows), width), dtype=torch.float32, device=like.device)
+    for i, r in enumerate(rows):
+        if r:
+            out[i, : len(r)] = torch.as_tensor(list(r), dtype=torch.float32)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- teacher
+
+
+class Teacher:
+    """A lagged copy of the student's trainable weights (see the module docstring), or a separate fixed
+    model (``model=``, frozen only). Build it after LoRA wrapping (``prepare_model``): the parameters
+    that require grad at construction are the ones it tracks.
+
+    :meth:`update` after every optimizer step applies the mode (learner_step calls it);
+    :meth:`scoring` yields the model with the teacher's weights in place, for no-grad forward passes.
+    """
+
+    def __init__(
+        self,
+        student: Any,
+        mode: TeacherMode = "synced",
+        *,
+        sync_every: int = 1,
+        ema_tau: float = 0.99,
+        skills_for: SkillsFor | None = None,
+        model: Any = None,
+    ) -> None:
+        if mode not in ("synced", "ema", "frozen", "live"):
+            raise ValueError(f"teacher mode must be synced, ema, frozen or live, not {mode!r}")
+        if sync_every < 1:
+            raise ValueError(f"sync_every must be >= 1, got {sync_every}")
+        if not 0.0 <= ema_tau <= 1.0:
+            raise ValueError(f"ema_tau must be in [0, 1], got {ema_tau}")
+        if model is not None and mode != "frozen":
+            raise ValueError("a separate teacher model is fixed: use mode='frozen'")
+        self.student = student
+        self.mode = mode
+        self.sync_every = sync_every
+        self.ema_tau = ema_tau
+        self.skills_for = skills_for
+        self.external = model
+        self.steps = 0  # learner steps seen
+        self.syncs = 0  # hard copies made after construction
+        self._params = {n: p for n, p in student.named_parameters() if p.requires_grad}
+        self.state: dict[str, torch.Tensor] | None = None
+        if mode != "live" and model is None:
+            if not self._params:
+                raise ValueError("the student has no trainable parameters to track")
+            self.state = {n: p.detach().clone() for n, p in self._params.items()}
+
+    @property
+    def model(self) -> Any:
+        return self.external if self.external is not None else self.student
+
+    def sync(self) -> None:
+        """Hard copy of the student's current weights (no-op for live and a separate model)."""
+        if self.state is None:
+            return
+        import torch
+
+        with torch.no_grad():
+            for n, t in self.state.items():
+                t.copy_(self._params[n])
+        self.syncs += 1
+
+    def update(self) -> bool:
+        """Apply the mode after one learner step; True when the teacher's weights changed."""
+        import torch
+
+        self.steps += 1
+        if self.state is None or self.mode == "frozen":
+            return False
+        if self.mode == "synced":
+            if self.steps % self.sync_every == 0:
+                self.sync()
+                return True
+            return False
+        with torch.no_grad():  # ema
+            for n, t in self.state.items():
+                t.mul_(self.ema_tau).add_(self._params[n].detach(), alpha=1.0 - self.ema_tau)
+        return True
+
+    @contextmanager
+    def scoring(self) -> Iterator[Any]:
+        """The model with the teacher's weights, in eval mode, under no_grad.
+
+        The teacher's tensors are swapped into the student's parameters (``param.data``: no copy) and
+        swapped back on exit, so no student graph may be alive across it: learner_step scores with the
+        teacher before the student's forward pass. Do not nest it inside an autocast context that also
+        runs the student: autocast caches casts of leaf weights for the whole context.
+        """
+        import torch
+
+        model = self.model
+        swapped = self.state is not None
+        if swapped:
+            self._swap()
+        try:
+            with torch.no_grad(), eval_mode(model):
+                yield model
+        finally:
+            if swapped:
+                self._swap()
+
+    def _swap(self) -> None:
+        assert self.state is not None
+        for n, t in self.state.items():
+            p = self._params[n]
+            p.data, self.state[n] = t, p.data
+
+    def logprobs(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        completion_ids: Sequence[Sequence[int]],
+        *,
+        pad_id: int,
+        bf16: bool = False,
+    ) -> torch.Tensor:
+        """(B, T) log-probs of the completions' exact ids under the teacher, detached."""
+        import torch
+
+        with self.scoring() as model:
+            device = next(model.parameters()).device
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                lp, _ = sequence_logprobs(model, prompt_ids, completion_ids, pad_id=pad_id)
+        return lp.detach()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Mode, counters and the tracked weights (for checkpoints)."""
+        state = {n: t.detach().clone() for n, t in self.state.items()} if self.state is not None else None
+        return {"mode": self.mode, "steps": self.steps, "syncs": self.syncs, "state": state}
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        if sd["mode"] != self.mode:
+            raise ValueError(f"checkpoint teacher mode {sd['mode']!r}, this teacher is {self.mode!r}")
+        self.steps, self.syncs = int(sd["steps"]), int(sd["syncs"])
+        if self.state is not None:
+            import torch
+
+            if set(sd["state"]) != set(self.state):
+                raise ValueError("checkpoint teacher weights do not match the student's trainable parameters")
+            with torch.no_grad():
+                for n, t in self.state.items():
+                    t.copy_(sd["state"][n])
+
+
+# ------------------------------------------------------------------------------------------- setup
+
+
+def prepare_model(model: Any, cfg: OnPolicyConfig) -> Any:
+    """The model to train: LoRA-wrapped (peft, seeded by ``cfg.seed``) when ``cfg.lora``, else itself.
+    An already PEFT-wrapped model is returned as it is."""
+    import torch
+
+    if not cfg.lora or hasattr(model, "peft_config"):
+        return model
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(cfg.seed)
+        return _wrap_lora(model, cfg)  # type: ignore[arg-type]  # reads the same lora_* fields
+
+
+def make_optimizer(model: Any, cfg: OnPolicyConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters, no weight decay on 1-D ones (as in SFT)."""
+    return _optimizer(model, cfg)  # type: ignore[arg-type]  # reads lr and weight_decay
+
+
+def make_teacher(
+    model: Any, cfg: OnPolicyConfig, skills_for: SkillsFor | None = None, *, teacher_model: Any = None
+) -> Teacher | None:
+    """The teacher ``cfg.algo`` needs: None for grpo, skill_prompt and sft; for opd a frozen teacher
+    without skills (``skills_for`` is ignored; ``teacher_model``: a separate fixed model with the same
+    tokenizer instead of the student's initial weights); for skill_sd ``cfg.teacher_mode`` with
+    ``skills_for``."""
+    if cfg.algo == "opd":
+        return Teacher(model, "frozen", model=teacher_model)
+    if cfg.algo == "skill_sd":
+        if teacher_model is not None:
+            raise ValueError("skill_sd's teacher is the student's own weights")
+        return Teacher(model, cfg.teacher_mode, sync_every=cfg.sync_every, ema_tau=cfg.ema_tau,
+                       skills_for=skills_for)
+    return None
+
+
+# ------------------------------------------------------------------------------------------- learner
+
+
+class _Stats:
+    """Token-weighted means and maxima over micro-batches."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.maxes: dict[str, float] = {}
+
+    def mean(self, stats: dict[str, float], keys: Sequence[str], weight: float) -> None:
+        for k in keys:
+            self.sums[k] = self.sums.get(k, 0.0) + stats[k] * weight
+
+    def max(self, name: str, value: float) -> None:
+        self.maxes[name] = max(self.maxes.get(name, -math.inf), value)
+
+
+def learner_step(
+    model: Any,
+    tokenizer: Any,
+    samples: Sequence[Sample],
+    cfg: OnPolicyConfig,
+    teacher: Teacher | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    reference: Teacher | None = None,
+) -> dict[str, float]:
+    """One optimizer step of ``cfg.algo`` on ``samples`` (see the module docstring), then the teacher's
+    update. ``model`` is the one being trained (from :func:`prepare_model`); ``reference`` a frozen
+    teacher for GRPO's ``kl_coef`` penalty (scored on the student's plain prompt). A teacher given to
+    ``grpo`` or ``skill_prompt`` is scored for monitoring only (its stats are reported, it is not in the
+    loss: one extra no-grad forward pass).
+
+    Returns stats: ``loss``, ``grpo_loss``, ``sdl`` (the SDL value; in the loss for skill_sd with
+    weight ``lam``, alone for opd), ``kl`` (mean k3 reverse-KL estimate to the teacher at the sampled
+    tokens), ``logratio``, ``rho_mean``/``rho_max``/``rho_clip_frac`` (the SDL importance weight),
+    ``clip_frac``/``ratio_mean``/``ratio_max`` (GRPO), ``ref_kl``, ``entropy`` (mean −log π_θ of the
+    sampled tokens, an entropy estimate), ``tokens``, ``samples``, ``grad_norm``, ``teacher_seconds``,
+    ``step_seconds``, ``tokens_per_s``, ``teacher_updated``, ``stepped``. Teacher keys are absent
+    without a teacher, and GRPO keys for opd and sft. A batch with no tokens to train on (e.g. sft
+    without a successful episode) takes no step (``stepped`` 0).
+    """
+    import torch
+
+    if optimizer is None:
+        raise ValueError("learner_step needs an optimizer (make_optimizer(model, cfg))")
+    algo = cfg.algo
+    if algo in TEACHER_ALGOS and teacher is None:
+        raise ValueError(f"{algo} needs a teacher (make_teacher(model, cfg, ...))")
+    if algo == "opd" and teacher is not None and (teacher.mode != "frozen" or teacher.skills_for is not None):
+        raise ValueError("opd's teacher is frozen and gets no skills")
+    if cfg.kl_coef > 0 and algo != "sft" and reference is None:
+        raise ValueError("kl_coef > 0 needs a reference (a frozen Teacher without skills)")
+    t0 = time.perf_counter()
+
+    used = [s for s in samples if s.success] if algo == "sft" else list(samples)
+    used = [s for s in used if s.completion_ids]
+    n_tokens = sum(len(s.completion_ids) for s in used)
+    out: dict[str, float] = {"samples": float(len(used)), "tokens": float(n_tokens), "stepped": 0.0}
+    if n_tokens == 0:
+        out.update(loss=0.0, step_seconds=time.perf_counter() - t0)
+        return out
+    score_teacher = teacher is not None and algo != "sft"
+    if score_teacher and teacher.skills_for is not None and any(s.teacher_prompt_ids is None for s in used):
+        raise ValueError("samples lack the teacher's prompts: build them with build_samples(..., teacher=teacher)")
+
+    device = next(model.parameters()).device
+    bf16 = _use_bf16(cfg.bf16_autocast, device)
+    pad_id = _pad_id(tokenizer)
+    # Similar lengths together: less padding. The result does not depend on the order.
+    used.sort(key=lambda s: len(s.prompt_ids) + len(s.completion_ids))
+    chunks = [used[i : i + cfg.micro_batch] for i in range(0, len(used), cfg.micro_batch)]
+
+    # 1. Teacher (and reference) log-probs first, without grad: the teacher swaps its weights into the
+    #    student's parameters, which must not happen while a student graph is alive. Only (B, T) kept.
+    tt = time.perf_counter()
+    t_lps: list[torch.Tensor | None] = [None] * len(chunks)
+    r_lps: list[torch.Tensor | None] = [None] * len(chunks)
+    for i, ch in enumerate(chunks):
+        comps = [s.completion_ids for s in ch]
+        if score_teacher:
+            prompts = [s.teacher_prompt_ids or s.prompt_ids for s in ch]
+            t_lps[i] = teacher.logprobs(prompts, comps, pad_id=pad_id, bf16=bf16)
+        if reference is not None and cfg.kl_coef > 0 and algo != "sft":
+            r_lps[i] = reference.logprobs([s.prompt_ids for s in ch], comps, pad_id=pad_id, bf16=bf16).to(device)
+    teacher_seconds = time.perf_counter() - tt
+
+    # 2. Student passes with grad, each micro-batch's loss scaled by 1 / (tokens of the whole batch).
+    acc = _Stats()
+    loss_total = pg_total = sdl_total = 0.0
+    ent_sum = 0.0
+    use_pg = algo in ("grpo", "skill_sd", "skill_prompt")
+    with eval_mode(model):
+        for ch, t_lp, r_lp in zip(chunks, t_lps, r_lps, strict=True):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                lp, mask = sequence_logprobs(
+                    model, [s.prompt_ids for s in ch], [s.completion_ids for s in ch], pad_id=pad_id
+                )
+            n_ch = float(mask.sum())
+            ent_sum += float(-(lp.detach() * mask).sum())
+            if algo == "sft":
+                loss = -(lp * mask).sum() / n_tokens
+            else:
+                old = _padded([s.old_logprobs or [] for s in ch], lp.shape[1], lp)
+                known = torch.tensor([s.old_logprobs is not None for s in ch], device=lp.device)[:, None]
+                old = torch.where(known, old, lp.detach())  # unknown behaviour log-probs: on-policy
+                loss = lp.new_zeros(())
+                if use_pg:
+                    adv = torch.tensor([s.advantage for s in ch], dtype=torch.float32, device=lp.device)
+                    pg, pgs = grpo_loss(
+                        lp, old, adv, mask, eps_low=cfg.eps_low, eps_high=cfg.eps_high,
+                        ref_logp=r_lp, kl_coef=cfg.kl_coef if r_lp is not None else 0.0, normalizer=n_tokens,
+                    )
+                    loss = loss + pg
+                    pg_total += float(pg.detach())
+                    acc.mean(pgs, ("clip_frac", "ratio_mean", "kl"), n_ch)
+                    acc.max("ratio_max", pgs["ratio_max"])
+                if t_lp is not None:
+                    t_lp = t_lp.to(lp.device)  # a separate teacher model may live elsewhere
+                    sdl, sds = skill_sd_loss(lp, t_lp, old, mask, rho_clip=cfg.rho_clip, normalizer=n_tokens)
+                    sdl_total += float(sdl.detach())
+                    if algo == "skill_sd":
+                        loss = loss + cfg.lam * sdl
+                    elif algo == "opd":
+                        loss = loss + sdl
+                    acc.mean(sds, ("k3", "logratio", "rho_mean", "rho_clip_frac"), n_ch)
+                    acc.max("rho_max", sds["rho_max"])
+            loss.backward()
+            loss_total += float(loss.detach())
+
+    params = [p for p in model.parameters() if p.requires_grad and p.grad is not None]
+    if cfg.max_grad_norm is not None:
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+    else:
+        grad_norm = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))) if params else 0.0
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    updated = teacher.update() if teacher is not None and algo != "sft" else False
+
+    out.update(loss=loss_total, entropy=ent_sum / n_tokens, grad_norm=grad_norm, stepped=1.0)
+    if use_pg:
+        out.update(grpo_loss=pg_total, clip_frac=acc.sums["clip_frac"] / n_tokens,
+                   ratio_mean=acc.sums["ratio_mean"] / n_tokens, ratio_max=acc.maxes["ratio_max"])
+        if reference is not None and cfg.kl_coef > 0:
+            out["ref_kl"] = acc.sums["kl"] / n_tokens
+    if score_teacher:
+        out.update(sdl=sdl_total, kl=acc.sums["k3"] / n_tokens, logratio=acc.sums["logratio"] / n_tokens,
+                   rho_mean=acc.sums["rho_mean"] / n_tokens, rho_max=acc.maxes["rho_max"],
+                   rho_clip_frac=acc.sums["rho_clip_frac"] / n_tokens, teacher_seconds=teacher_seconds,
+                   teacher_updated=float(updated))
+    seconds = time.perf_counter() - t0
+    out.update(step_seconds=seconds, tokens_per_s=n_tokens / seconds if seconds > 0 else 0.0)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+
+
+def _vocab_logprobs(
+    model: Any, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, V) log-softmax at each completion position (the layout of sequence_logprobs) and the mask."""
+    import torch
+
+    device = next(model.parameters()).device
+    comp_len = torch.tensor([len(c) for c in completion_ids], dtype=torch.long, device=device)
+    width = int(comp_len.max())
+    ids, attn = pad_sequences([list(p) + list(c) for p, c in zip(prompt_ids, completion_ids, strict=True)],
+                              pad_id, "left", device)
+    length = ids.shape[1]
+    j = torch.arange(width, device=device)[None, :]
+    cols = (length - comp_len[:, None] + j).clamp(max=length - 1)  # (B, T)
+    out = model(input_ids=ids, attention_mask=attn, position_ids=positions_from_mask(attn),
+                logits_to_keep=cols - 1, use_cache=False)
+    return out.logits.float().log_softmax(-1), j < comp_len[:, None]
+
+
+def reverse_kl(
+    model: Any,
+    tokenizer: Any,
+    samples: Sequence[Sample],
+    teacher: Teacher,
+    *,
+    micro_batch: int = 4,
+    bf16: bool = False,
+) -> dict[str, float]:
+    """Held-out measure of how far the student is from the teacher on ``samples`` (no grad, no step).
+
+    ``kl_full``: the exact reverse KL(π_θ ‖ π_teacher) over the whole vocabulary at every completion
+    position (student on its prompt, teacher on its own), token mean; ``sdl``: the ρ-weighted k3
+    estimate learner_step optimizes; ``k3``: its unweighted mean. Holds both (micro_batch, T, V)
+    log-prob tensors at once: an evaluation tool, for small batches.
+    """
+    import torch
+
+    if not samples:
+        return {"kl_full": 0.0, "sdl": 0.0, "k3": 0.0, "tokens": 0.0}
+    pad_id = _pad_id(tokenizer)
+    n_tokens = sum(len(s.completion_ids) for s in samples)
+    device = next(model.parameters()).device
+    kl_sum = sdl_sum = k3_sum = 0.0
+    for i in range(0, len(samples), micro_batch):
+        ch = samples[i : i + micro_batch]
+        comps = [s.completion_ids for s in ch]
+        t_prompts = [s.teacher_prompt_ids or s.prompt_ids for s in ch]
+        with teacher.scoring() as tm, torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            t_v, mask = _vocab_logprobs(tm, t_prompts, comps, pad_id)
+        t_v, mask = t_v.to(device), mask.to(device)
+        with torch.no_grad(), eval_mode(model), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            s_v, _ = _vocab_logprobs(model, [s.prompt_ids for s in ch], comps, pad_id)
+        kl, _ = reverse_kl_full(s_v, t_v, mask, normalizer=n_tokens)
+        targets = torch.zeros(mask.shape, dtype=torch.long, device=device)
+        for r, c in enumerate(comps):
+            targets[r, : len(c)] = torch.as_tensor(c, dtype=torch.long)
+        s_lp = s_v.gather(-1, targets[..., None]).squeeze(-1)
+        t_lp = t_v.gather(-1, targets[..., None]).squeeze(-1)
+        del s_v, t_v
+        old = _padded([s.old_logprobs or [] for s in ch], mask.shape[1], s_lp)
+        known = torch.tensor([s.old_logprobs is not None for s in ch], device=device)[:, None]
+        old = torch.where(known, old, s_lp)
+        sdl, sds = skill_sd_loss(s_lp, t_lp, old, mask, normalizer=n_tokens)
+        kl_sum += float(kl)
+        sdl_sum += float(sdl)
+        k3_sum += sds["k3"] * float(mask.sum()) / n_tokens
+    return {"kl_full": kl_sum, "sdl": sdl_sum, "k3": k3_sum, "tokens": float(n_tokens)}
