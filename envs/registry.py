@@ -84,6 +84,11 @@ def register_builtin() -> None:
         "agentsd.envs.sokoban.env:SokobanEnv",
         description="Push every box onto a goal on a grid (procedural levels by reverse play, or XSB files).",
     )
+    register(
+        "craft",
+        "agentsd.envs.craft.env:CraftEnv",
+        description="Minecraft-style crafting and mining world: obtain an item by tier (wood, stone, iron, diamond).",
+    )
 
 
 def register_gymnasium() -> None:
