@@ -95,12 +95,56 @@ class WarmstartConfig(Strict):
     micro_batch: int = Field(4, ge=1)
 
 
+class OnPolicySection(Strict):
+    """The on-policy learner (``agentsd.learn.onpolicy.OnPolicyConfig``) for grpo, opd, skill_sd,
+    skill_prompt and sft."""
+
+    lr: float = Field(2e-5, gt=0.0)
+    #: weight of the SDL term in skill_sd (0.001 was best in Skill-SD; 0.01 was unstable)
+    lam: float = Field(0.001, ge=0.0)
+    eps_low: float = Field(0.2, ge=0.0, lt=1.0)
+    eps_high: float = Field(0.28, ge=0.0)
+    #: GRPO's k3 penalty to the frozen initial weights (0 = none)
+    kl_coef: float = Field(0.0, ge=0.0)
+    #: truncate the SDL importance weight at this value; null = no truncation
+    rho_clip: float | None = Field(None, gt=0.0)
+    #: samples (turns) per forward pass; the update does not depend on it
+    micro_batch: int = Field(4, ge=1)
+    #: skill_sd teacher: synced (hard copy every sync_every steps), ema, frozen, live
+    teacher_mode: Literal["synced", "ema", "frozen", "live"] = "synced"
+    sync_every: int = Field(4, ge=1)
+    ema_tau: float = Field(0.99, ge=0.0, le=1.0)
+    #: LoRA adapters (rank 16) instead of full fine-tuning
+    lora: bool = True
+    #: episode score the group-relative advantages come from
+    reward: Literal["return", "success"] = "return"
+    max_grad_norm: float | None = Field(1.0, gt=0.0)
+    #: learner steps (each on the whole iteration batch) per iteration
+    steps_per_iteration: int = Field(1, ge=1)
+
+
+class SkillsSection(Strict):
+    """Retrieval from the run's skill memory for skill_sd (teacher prompt) and skill_prompt (student prompt)."""
+
+    k: int = Field(3, ge=1)
+    budget_tokens: int | None = Field(200, ge=1)
+
+
+#: algorithms run by agentsd.learn.onpolicy
+ONPOLICY_ALGOS = ("sft", "grpo", "opd", "skill_sd", "skill_prompt")
+
+
 class LearningConfig(Strict):
-    #: none: collect only; rft: fine-tune on this iteration's successful train episodes.
-    algo: Literal["none", "rft"] = "rft"
+    #: none: collect only; rft: fine-tune (agentsd.learn.sft) on this iteration's successful train
+    #: episodes; sft, grpo, opd, skill_sd, skill_prompt: one on-policy learner step per iteration
+    #: (agentsd.learn.onpolicy; settings in ``onpolicy``).
+    algo: Literal["none", "rft", "sft", "grpo", "opd", "skill_sd", "skill_prompt"] = "rft"
     iterations: int = Field(2, ge=0)
+    #: rft's learning rate (the on-policy algorithms use ``onpolicy.lr``)
     lr: float = Field(5e-4, gt=0)
     warmstart: WarmstartConfig = Field(default_factory=WarmstartConfig)
+    onpolicy: OnPolicySection = Field(default_factory=OnPolicySection)
+    skills: SkillsSection = Field(default_factory=SkillsSection)
 
 
 class EvalConfig(Strict):
@@ -191,12 +235,33 @@ def _format_validation(err: ValidationError) -> str:
     return f"bad config value for {loc!r}: {e['msg']}"
 
 
+def check_combinations(cfg: RunConfig) -> None:
+    """Settings that are valid alone but not together; raises ConfigError."""
+    algo = cfg.learning.algo
+    if algo in ("skill_sd", "skill_prompt") and not cfg.memory.enabled:
+        raise ConfigError(f"learning.algo={algo} retrieves skills from the run's memory: set memory.enabled=true")
+    if algo in ("grpo", "opd", "skill_sd", "skill_prompt"):
+        s = cfg.rollout.sampling
+        if s.temperature != 1.0 or s.top_k != 0 or s.top_p != 1.0:
+            raise ConfigError(
+                f"learning.algo={algo} needs rollout.sampling.temperature=1 with top_k=0 and top_p=1 (got "
+                f"temperature={s.temperature}, top_k={s.top_k}, top_p={s.top_p}): the recorded behaviour "
+                "log-probs must be those of the plain distribution the learner scores"
+            )
+        if s.regex is not None or s.json_schema is not None:
+            raise ConfigError(f"learning.algo={algo} cannot learn from constrained rollouts (rollout.sampling.regex/json_schema)")
+    if cfg.model.name.startswith(("openai:", "vllm:")) and algo in ONPOLICY_ALGOS:
+        raise ConfigError(f"learning.algo={algo} trains the model in-process: model.name must be a local model (hf)")
+
+
 def build_config(data: dict[str, Any]) -> RunConfig:
     _check_keys(data, RunConfig)
     try:
-        return RunConfig.model_validate(data)
+        cfg = RunConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_validation(err)) from None
+    check_combinations(cfg)
+    return cfg
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -10,8 +10,21 @@ Every phase appends its metrics to ``runs/<name>/metrics.jsonl`` and its episode
 model checkpoint after each phase that changed the weights, so ``resume=True`` continues an
 interrupted run from its last finished phase. With ``memory.enabled`` every collecting phase (warm-start
 demonstrations, iteration rollouts; train seeds only) is summarized into the run's skill memory
-(``runs/<name>/memory``); re-ingesting the same trajectories after a resume adds no support. The
-Skill-SD learner slots in at ``learn``.
+(``runs/<name>/memory``); re-ingesting the same trajectories after a resume adds no support.
+
+``learning.algo`` picks the learner: ``rft`` (SFT on the iteration's successful episodes) or an
+on-policy algorithm of :mod:`agentsd.learn.onpolicy` (``sft``, ``grpo``, ``opd``, ``skill_sd``,
+``skill_prompt``): the model is prepared once (LoRA via ``prepare_model``), with one optimizer and one
+teacher for the whole run; each iteration collects ``rollout.batch`` episodes in groups of
+``rollout.group_size`` per seed (group-relative advantages are 0 in a group of one: GRPO needs
+group_size >= 2), updates the memory, then takes ``learning.onpolicy.steps_per_iteration`` learner steps.
+skill_sd's teacher sees skills retrieved for the episode's task and the turn's observation;
+skill_prompt puts them in the student's prompt instead (rollouts and evaluation alike).
+
+Checkpoint layout of the on-policy learner: ``checkpoints/iter_<k>/`` holds the model (with LoRA a
+merged copy, so ``load_policy`` reads it as a plain model) and ``learner.pt`` (the adapter weights,
+optimizer, teacher and reference states, RNG states); ``checkpoints/base/`` the weights under the
+adapter. A resumed run loads base + adapter, so it continues exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -24,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentsd.config import ModelConfig, RunConfig, dump_config
+from agentsd.config import ONPOLICY_ALGOS, ModelConfig, RunConfig, check_combinations, dump_config
 from agentsd.metrics import summarize
 from agentsd.rollout import EnvFactory, OracleActor, PolicyActor, make_tasks, rollout
 from agentsd.trajectory import Trajectory
@@ -100,22 +113,85 @@ def _prepare_dir(cfg: RunConfig, resume: bool) -> Path:
     return run_dir
 
 
-def _save_checkpoint(policy: Any, run_dir: Path, phase: str) -> str:
-    """Save the policy weights for resume; only the latest checkpoint is kept (they are large)."""
+def _save_checkpoint(policy: Any, run_dir: Path, phase: str, *, model: Any = None,
+                     extra: Callable[[Path], None] | None = None) -> str:
+    """Save the policy weights (``model`` instead of ``policy.model`` when given) for resume, atomically:
+    everything, ``extra(tmp_dir)``'s files included, is written to ``<phase>.tmp`` and renamed.
+    Older checkpoints are removed by :func:`_prune_checkpoints` once state.json points to this one."""
     ckpt_root = run_dir / "checkpoints"
     dest = ckpt_root / phase
     tmp = ckpt_root / (phase + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    policy.model.save_pretrained(tmp, safe_serialization=True)
+    (model if model is not None else policy.model).save_pretrained(tmp, safe_serialization=True)
     policy.tokenizer.save_pretrained(tmp)
+    if extra is not None:
+        extra(tmp)
     if dest.exists():
         shutil.rmtree(dest)
     tmp.rename(dest)
-    for old in ckpt_root.iterdir():
-        if old != dest and old.is_dir():
-            shutil.rmtree(old)
     return str(dest)
+
+
+def _prune_checkpoints(run_dir: Path, keep: str) -> None:
+    """Only the latest checkpoint is kept (they are large), and the LoRA learner's ``base``."""
+    ckpt_root = run_dir / "checkpoints"
+    for old in ckpt_root.iterdir():
+        if old != Path(keep) and old.is_dir() and old.name != BASE_DIR:
+            shutil.rmtree(old)
+
+
+#: checkpoints/<BASE_DIR>: the weights the on-policy learner's LoRA adapter sits on (saved once)
+BASE_DIR = "base"
+LEARNER_FILE = "learner.pt"
+
+
+def _rng_state() -> dict[str, Any]:
+    import random
+
+    import numpy as np
+    import torch
+
+    st: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
+                          "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _fmt_learn(stats: dict[str, Any]) -> str:
+    if not stats.get("stepped"):
+        return f"no learner step ({int(stats.get('tokens', 0))} tokens to train on)"
+    parts = [f"loss {stats['loss']:.4f}"]
+    for key, label in (("sdl", "sdl"), ("kl", "kl"), ("clip_frac", "clip")):
+        if key in stats:
+            parts.append(f"{label} {stats[key]:.4f}")
+    parts.append(f"{stats['tokens_per_s']:.0f} tok/s")
+    return f"{int(stats.get('steps', 1))} learner step(s): " + ", ".join(parts)
 
 
 def _fmt_sft(stats: dict[str, Any]) -> str:
@@ -140,15 +216,31 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
     result = RunResult(cfg.name, run_dir, phases=list(state.data["phases"]))
 
     # --- build ----------------------------------------------------------------------------------
+    check_combinations(cfg)
+    _seed_everything(cfg.seed)  # sampling draws from the global RNGs; a resumed learner restores its own
     envs = EnvFactory(cfg.env.name, cfg.env.kwargs)
-    model_path = state.data["checkpoint"] or cfg.model.name
+    algo = cfg.learning.algo
+    onpolicy = algo in ONPOLICY_ALGOS and cfg.learning.iterations > 0
+    ckpt_path = state.data["checkpoint"]
+    learner_sd = None  # the on-policy learner's state at the last finished iteration (resume)
+    if onpolicy and ckpt_path and (Path(ckpt_path) / LEARNER_FILE).exists():
+        import torch
+
+        learner_sd = torch.load(Path(ckpt_path) / LEARNER_FILE, map_location="cpu", weights_only=False)
+    # With LoRA the learner resumes from the base weights plus its saved adapter (exactly the trained
+    # model), not from the merged copy in the checkpoint (that one is for load_policy, eval and serving).
+    if learner_sd is not None and learner_sd["adapter"] is not None:
+        model_path = str(run_dir / "checkpoints" / BASE_DIR)
+    else:
+        model_path = ckpt_path or cfg.model.name
     policy = load_policy(model_path, **model_kwargs(cfg.model))
     r = cfg.rollout
     ws = cfg.learning.warmstart
     # Disjoint slices of the train range: demos first, then one fresh slice per iteration.
     train_cursor = ws.episodes
 
-    def phase_rollout(phase: str, actor, tasks, max_turns: int = r.max_turns) -> tuple[list[Trajectory], dict[str, Any]]:
+    def phase_rollout(phase: str, actor, tasks, max_turns: int = r.max_turns,
+                      skills=None) -> tuple[list[Trajectory], dict[str, Any]]:
         out = run_dir / "trajectories" / f"{phase}.jsonl"
         out.unlink(missing_ok=True)  # a phase interrupted earlier is redone from scratch
 
@@ -162,7 +254,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
 
         trajs, stats = rollout(
             envs, actor, tasks, batch=r.batch, max_turns=max_turns, history=r.history,
-            out_path=out, on_episode=tick,
+            out_path=out, on_episode=tick, skills=skills,
         )
         return trajs, stats.to_dict()
 
@@ -172,13 +264,16 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         with open(run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
         state.mark(rec, checkpoint)
+        if checkpoint is not None:
+            _prune_checkpoints(run_dir, checkpoint)
         result.phases.append(rec)
 
     def evaluate(phase: str) -> None:
         if state.done(phase):
             return
         tasks = make_tasks(envs.cls, "test", cfg.eval.episodes, start=0)
-        trajs, rstats = phase_rollout(phase, PolicyActor(policy, cfg.eval.sampling), tasks)
+        trajs, rstats = phase_rollout(phase, PolicyActor(policy, cfg.eval.sampling), tasks,
+                                      skills=student_skills)
         record(phase, "eval", trajs, rstats)
         m = result.phases[-1]["metrics"]
         log(f"{phase}: success {m['success']:.1%} return {m['return']:.2f} invalid {m['invalid_rate']:.1%}")
@@ -238,6 +333,117 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
             f"now {st['by_kind'].get('skill', 0)} skills, {st['by_kind'].get('guardrail', 0)} guardrails")
         return out
 
+    # --- on-policy learner ----------------------------------------------------------------------------
+    op = cfg.learning.onpolicy
+
+    def setup_learner() -> dict[str, Any]:
+        from agentsd.learn.onpolicy import (
+            OnPolicyConfig,
+            Teacher,
+            make_optimizer,
+            make_teacher,
+            prepare_model,
+        )
+
+        opcfg = OnPolicyConfig(
+            algo=algo, lr=op.lr, lam=op.lam, eps_low=op.eps_low, eps_high=op.eps_high, kl_coef=op.kl_coef,
+            rho_clip=op.rho_clip, micro_batch=op.micro_batch, teacher_mode=op.teacher_mode,
+            sync_every=op.sync_every, ema_tau=op.ema_tau, lora=op.lora, reward=op.reward,
+            max_grad_norm=op.max_grad_norm, bf16_autocast=cfg.model.autocast, seed=cfg.seed,
+        )
+        if op.lora and learner_sd is None:
+            # the weights under the adapter, kept for an exact resume (see the checkpoint layout)
+            base = run_dir / "checkpoints" / BASE_DIR
+            tmp = base.with_name(BASE_DIR + ".tmp")
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            policy.model.save_pretrained(tmp, safe_serialization=True)
+            policy.tokenizer.save_pretrained(tmp)
+            if base.exists():
+                shutil.rmtree(base)
+            tmp.rename(base)
+        # peft injects the LoRA layers into policy.model's own modules, so policy.model (which the
+        # rollouts generate with) runs the live adapter: no merge, no weight copy after a step.
+        net = prepare_model(policy.model, opcfg)
+        opt = make_optimizer(net, opcfg)
+        teacher = make_teacher(net, opcfg, skills_for=skills_for)
+        reference = Teacher(net, "frozen") if opcfg.kl_coef > 0 and algo != "sft" else None
+        if learner_sd is not None:
+            import torch
+
+            if learner_sd["adapter"] is not None:
+                params = dict(net.named_parameters())
+                with torch.no_grad():
+                    for n, t in learner_sd["adapter"].items():
+                        params[n].copy_(t)
+            opt.load_state_dict(learner_sd["optimizer"])
+            if teacher is not None:
+                teacher.load_state_dict(learner_sd["teacher"])
+            if reference is not None:
+                reference.load_state_dict(learner_sd["reference"])
+            _set_rng_state(learner_sd["rng"])
+        return {"cfg": opcfg, "net": net, "opt": opt, "teacher": teacher, "reference": reference}
+
+    def learn_onpolicy(phase: str, trajs: list[Trajectory]) -> dict[str, Any]:
+        from agentsd.learn.onpolicy import build_samples, learner_step
+
+        opcfg, net, teacher = learner["cfg"], learner["net"], learner["teacher"]
+        batch = build_samples(trajs, policy.tokenizer, opcfg, teacher=teacher)
+        steps = []
+        for k in range(op.steps_per_iteration):
+            if progress:
+                progress(phase + " (learn)", k, op.steps_per_iteration)
+            steps.append(learner_step(net, policy.tokenizer, batch.samples, opcfg, teacher, learner["opt"],
+                                      reference=learner["reference"]))
+        return {**steps[-1], "steps": len(steps), "first_loss": steps[0]["loss"], "episodes": batch.episodes,
+                "skipped_turns": batch.skipped}
+
+    def save_learner(phase: str, it: int) -> str:
+        import copy
+
+        import torch
+
+        net, teacher, reference = learner["net"], learner["teacher"], learner["reference"]
+        lora = hasattr(net, "peft_config")
+
+        def extra(d: Path) -> None:
+            sd = {
+                "algo": algo, "iteration": it, "lora": lora,
+                "adapter": {n: p.detach().clone() for n, p in net.named_parameters() if p.requires_grad}
+                if lora else None,
+                "optimizer": learner["opt"].state_dict(),
+                "teacher": teacher.state_dict() if teacher is not None else None,
+                "reference": reference.state_dict() if reference is not None else None,
+                "rng": _rng_state(),
+            }
+            torch.save(sd, d / (LEARNER_FILE + ".tmp"))
+            (d / (LEARNER_FILE + ".tmp")).replace(d / LEARNER_FILE)
+
+        # With LoRA the checkpoint's model is a merged copy (a plain model load_policy reads); the live
+        # adapter stays in place for the next iteration.
+        merged = copy.deepcopy(net).merge_and_unload() if lora else None
+        return _save_checkpoint(policy, run_dir, phase, model=merged, extra=extra)
+
+    # --- retrieval: the skills block for a task and observation (skill_sd teacher, skill_prompt student)
+    sk = cfg.learning.skills
+
+    def retrieve_block(task: str, observation: str, env: str) -> str | None:
+        if memory is None:
+            return None
+        hits = memory.retrieve(f"{task}\n{observation}".strip(), k=sk.k, env=env, budget_tokens=sk.budget_tokens)
+        return memory.render(hits) or None
+
+    def skills_for(turn, traj: Trajectory) -> str | None:
+        """The teacher's skills for one turn: the episode's task plus the turn's observation (the last
+        user message)."""
+        obs = next((m["content"] for m in reversed(turn.messages) if m.get("role") == "user"), "")
+        return retrieve_block(str(traj.meta.get("task", "")), obs, traj.env)
+
+    student_skills = None
+    if algo == "skill_prompt":
+        def student_skills(env, obs: str) -> str | None:
+            return retrieve_block(env.task_description(), obs, envs.name)
+
     # --- warm-start on oracle demonstrations -----------------------------------------------------
     if ws.episodes > 0 and not state.done("warmstart"):
         tasks = make_tasks(envs.cls, "train", ws.episodes, start=0)
@@ -252,6 +458,11 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
 
     evaluate("eval_before")
 
+    # --- the on-policy learner: LoRA wrapping, optimizer and teacher, once for all iterations ----------
+    learner: dict[str, Any] = {}
+    if onpolicy:
+        learner = setup_learner()
+
     # --- iterations: collect on train seeds -> learn -----------------------------------------------
     for it in range(1, cfg.learning.iterations + 1):
         phase = f"iter_{it}"
@@ -259,18 +470,22 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         if state.done(phase):
             continue
         tasks = make_tasks(envs.cls, "train", r.batch // r.group_size or 1, start=start, group_size=r.group_size)
-        trajs, rstats = phase_rollout(phase, PolicyActor(policy, r.sampling), tasks)
+        trajs, rstats = phase_rollout(phase, PolicyActor(policy, r.sampling), tasks, skills=student_skills)
         mem_stats = remember(phase, trajs, it)
         learn_stats: dict[str, Any] = {}
         ckpt = None
-        if cfg.learning.algo == "rft":
+        if algo == "rft":
             wins = [t for t in trajs if t.success]
             learn_stats = finetune(phase, wins, cfg.learning.lr, 1, ws.lora, ws.batch_size)
             if learn_stats["examples"]:
                 ckpt = _save_checkpoint(policy, run_dir, phase)
+        elif onpolicy:
+            learn_stats = learn_onpolicy(phase, trajs)
+            ckpt = save_learner(phase, it)
         record(phase, "train", trajs, rstats, ckpt, learn=learn_stats, memory=mem_stats)
         m = result.phases[-1]["metrics"]
-        log(f"{phase}: train success {m['success']:.1%} invalid {m['invalid_rate']:.1%}; {_fmt_sft(learn_stats)}")
+        fmt = _fmt_learn(learn_stats) if onpolicy else _fmt_sft(learn_stats)
+        log(f"{phase}: train success {m['success']:.1%} invalid {m['invalid_rate']:.1%}; {fmt}")
 
     evaluate("eval_after")
 
