@@ -19,6 +19,8 @@ from agentsd.envs.craft.techtree import DEFAULT, TechTree
 #: Resources every world holds within reach (block -> count), enough for any task of the default tree.
 MINIMUM = {"tree": 30, "stone": 40, "coal_ore": 4, "iron_ore": 8, "diamond_ore": 5, "sand": 3, "gravel": 2, "water": 1}
 #: Highest pickaxe tier needed before a block can be reached (the region it must lie in).
+START_CANDIDATES = 8
+MAX_TRIES = 20
 REGION_TIER = {"tree": 0, "sand": 0, "gravel": 0, "water": 0, "stone": 1, "coal_ore": 1, "iron_ore": 2, "diamond_ore": 3}
 
 
@@ -59,7 +61,38 @@ def region(cells: bytearray, start: int, h: int, w: int, passable: set[int]) -> 
     return seen
 
 
+def shortages(world: World) -> list[str]:
+    """Resources of :data:`MINIMUM` the world lacks within reach (empty for a good world)."""
+    names, bid = block_ids(world.tree)
+    h, w, cells = world.h, world.w, world.cells
+    out = []
+    for tier in range(4):
+        passable = {bid[n] for n, b in world.tree.blocks.items() if (b.walkable or b.tier <= tier) and n != "water"}
+        reach = region(cells, world.start, h, w, passable)
+        for name, need in MINIMUM.items():
+            if REGION_TIER[name] != tier:
+                continue
+            k = bid[name]
+            if name == "water":
+                have = sum(1 for i in range(h * w) if cells[i] == k and any(j in reach for j in neighbours(i, h, w)))
+            else:
+                have = sum(1 for i in reach if cells[i] == k)
+            if have < need:
+                out.append(name)
+    return out
+
+
 def generate(rng: np.random.Generator, size: int = 24, tree: TechTree = DEFAULT) -> World:
+    """A world with every resource of :data:`MINIMUM` within reach at its tier (redrawn from the
+    same generator in the rare case the repairs of :func:`_ensure` fall short)."""
+    for _ in range(MAX_TRIES):
+        world = _draw(rng, size, tree)
+        if not shortages(world):
+            return world
+    raise RuntimeError(f"no world without shortages in {MAX_TRIES} draws ({shortages(world)})")
+
+
+def _draw(rng: np.random.Generator, size: int, tree: TechTree) -> World:
     names, bid = block_ids(tree)
     h = w = size
     n_centres = max(5, size // 4)
@@ -111,48 +144,49 @@ def generate(rng: np.random.Generator, size: int = 24, tree: TechTree = DEFAULT)
     grass = [i for i in range(h * w) if cells[i] == bid["grass"] and kinds[biome.flat[i]] in ("plains", "forest")]
     if not grass:
         grass = [i for i in range(h * w) if cells[i] == bid["grass"]] or [int(rng.integers(h * w))]
-    start = grass[int(rng.integers(len(grass)))]
+    # the start: of a few random grass cells, the one with the most room reachable by bare hands
+    bare = {bid[n] for n, b in tree.blocks.items() if (b.walkable or b.tier == 0) and n != "water"}
+    picks = [grass[int(k)] for k in rng.permutation(len(grass))[:START_CANDIDATES]]
+    start = max(picks, key=lambda i: len(region(cells, i, h, w, bare)))
     cells[start] = bid["grass"]
     _ensure(cells, start, h, w, bid, rng, tree)
     return World(h, w, cells, start, tree)
 
 
 def _ensure(cells: bytearray, start: int, h: int, w: int, bid: dict[str, int], rng, tree: TechTree) -> None:
-    """Add missing resources inside the region reachable at the tier that needs them."""
+    """Add missing resources inside the region reachable at the pickaxe tier that needs them: ores
+    replace stone, surface blocks replace grass (never the start or its neighbours). When the region
+    has too little room for that, it grows: a few blocks on its border become grass, and again."""
     blocks = tree.blocks
+    names = list(blocks)
+    keep = {start, *neighbours(start, h, w)}
     for tier in range(4):
         passable = {bid[n] for n, b in blocks.items() if (b.walkable or b.tier <= tier) and n != "water"}
-        if tier < 3:
-            passable -= {bid[n] for n, b in blocks.items() if not b.walkable and b.tier > tier}
-        reach = sorted(region(cells, start, h, w, passable))
-        for name, need in MINIMUM.items():
-            if REGION_TIER[name] != tier:
-                continue
-            k = bid[name]
-            if name == "water":  # water must touch the reachable region
-                have = sum(1 for i in range(h * w) if cells[i] == k and any(j in set(reach) for j in neighbours(i, h, w)))
-            else:
-                have = sum(1 for i in reach if cells[i] == k)
-            if have >= need:
-                continue
-            # convert reachable cells (grass first for surface things, stone for ores), never the start
-            pool_names = ("stone",) if name.endswith("_ore") or name == "stone" else ("grass",)
-            if name == "stone":
-                pool_names = ("grass",)
-            pool = [i for i in reach if i != start and names_of(cells[i], blocks) in pool_names]
-            near_start = {start, *neighbours(start, h, w)}
-            pool = [i for i in pool if i not in near_start]
-            order = rng.permutation(len(pool))
-            for j in order[: need - have]:
-                cells[pool[int(j)]] = k
-
-
-_NAMES_CACHE: dict[int, list[str]] = {}
-
-
-def names_of(k: int, blocks: dict) -> str:
-    key = id(blocks)
-    names = _NAMES_CACHE.get(key)
-    if names is None:
-        names = _NAMES_CACHE[key] = list(blocks)
-    return names[k]
+        wanted = [(n, k) for n, k in MINIMUM.items() if REGION_TIER[n] == tier]
+        for _ in range(200):
+            reach = region(cells, start, h, w, passable)
+            inside = sorted(reach)
+            short = False
+            for name, need in wanted:
+                k = bid[name]
+                if name == "water":  # water must touch the reachable region
+                    have = sum(1 for i in range(h * w) if cells[i] == k and any(j in reach for j in neighbours(i, h, w)))
+                else:
+                    have = sum(1 for i in inside if cells[i] == k)
+                if have >= need:
+                    continue
+                pool_name = "stone" if name.endswith("_ore") else "grass"
+                if name == "water":  # a pond on the border of the region
+                    pool = [j for i in inside for j in neighbours(i, h, w) if j not in reach and j not in keep]
+                else:
+                    pool = [i for i in inside if i not in keep and names[cells[i]] == pool_name]
+                for j in rng.permutation(len(pool))[: need - have]:
+                    cells[pool[int(j)]] = k
+                short = short or len(pool) < need - have
+            if not short:
+                break
+            border = sorted({j for i in inside for j in neighbours(i, h, w) if j not in reach})
+            if not border:  # pragma: no cover - the whole grid is reachable
+                break
+            for j in rng.permutation(len(border))[:6]:
+                cells[border[int(j)]] = bid["grass"] if tier == 0 or names[cells[border[int(j)]]] == "water" else bid["stone"]
