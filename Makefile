@@ -30,6 +30,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_sokoban.py
+	$(PY) bench/bench_craft.py
 	$(PY) bench/bench_rollout.py
 	$(PY) bench/bench_memory.py
 
