@@ -166,19 +166,16 @@ class CraftEnv(TextEnv):
         self.message = "a new world"
         self._progress = self._measure()
         self._best, self._stagnation = self._progress, 0
-        self._plan_cache: Any = None
         diag = self._diagnosis(None, "new world", {})
         return self._obs(), self._info(True, False, diag, None)
 
     def _tier_of(self, item: str) -> str:
-        for t in TIERS:
-            if any(i == item for i, _ in self.tree.tasks.get(t, [])):
-                return t
-        chain = set(self.tree.prerequisites(item))
-        for t, pick in zip(TIERS[1:], ("wooden_pickaxe", "stone_pickaxe", "iron_pickaxe"), strict=True):
-            if pick not in chain:
-                return TIERS[TIERS.index(t) - 1]
-        return "diamond"
+        """The tier of a given task: set by the best pickaxe its chain needs (none: wood)."""
+        needed, tier = set(self.tree.prerequisites(item)[:-1]), "wood"
+        for t, pick in (("stone", "wooden_pickaxe"), ("iron", "stone_pickaxe"), ("diamond", "iron_pickaxe")):
+            if pick in needed:
+                tier = t
+        return tier
 
     def step(self, action: str):
         if self.cells is None:

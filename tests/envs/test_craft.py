@@ -15,9 +15,11 @@ from agentsd.envs.craft import (
     CraftFailure,
     format_command,
     generate,
+    load_techtree,
     parse_answer,
     techtree_from_dict,
 )
+from agentsd.envs.craft.techtree import DEFAULT_PATH
 from agentsd.envs.craft.text import explain_invalid
 from agentsd.envs.craft.world import MINIMUM, REGION_TIER, block_ids, region
 
@@ -88,8 +90,8 @@ def test_prerequisites_are_ordered():
 def test_techtree_rejects_bad_data():
     import json
 
-    data = json.loads((DEFAULT_PATH := __import__("agentsd.envs.craft.techtree", fromlist=["x"]).DEFAULT_PATH).read_text())
-    assert techtree_from_dict(data).items == DEFAULT.items and DEFAULT_PATH.name == "techtree.json"
+    data = json.loads(DEFAULT_PATH.read_text())
+    assert techtree_from_dict(data).items == DEFAULT.items and load_techtree(DEFAULT_PATH).recipes == DEFAULT.recipes
     bad = copy.deepcopy(data)
     bad["recipes"].append({"type": "shapeless", "output": "stick", "inputs": {"unobtainium": 1}})
     with pytest.raises(ValueError):
@@ -317,6 +319,20 @@ def test_observation_and_render():
     assert "crafting_table 2 east" in env2._obs() and "(within reach)" not in env2._obs()
     env2.pos = 1
     assert "crafting_table 1 east (within reach)" in env2._obs()
+
+
+def test_fixed_task_and_its_tier():
+    for item, tier in (("planks", "wood"), ("wooden_pickaxe", "wood"), ("furnace", "stone"),
+                       ("stone_pickaxe", "stone"), ("iron_ingot", "iron"), ("diamond_pickaxe", "diamond")):
+        env = make("craft", task=item)
+        _, info = env.reset(seed=1)
+        assert info["task"] == {"item": item, "count": 1, "tier": tier}, item
+        assert env.max_steps == DEFAULT.budgets[tier]
+    assert make("craft", task=("torch", 8)).reset(seed=0)[1]["task"]["count"] == 8
+    with pytest.raises(ValueError):
+        make("craft", task="unobtainium")
+    with pytest.raises(ValueError):
+        make("craft", tier="netherite")
 
 
 def test_gymnasium_id():
