@@ -443,3 +443,15 @@ def test_oracle_every_item_is_reachable():
         env.fixed_task = (item, 1)
         ok, _ = _solve(env, 500 + k)
         assert ok, item
+
+
+def test_play_command():
+    from typer.testing import CliRunner
+
+    from agentsd.cli import app
+
+    res = CliRunner().invoke(app, ["play", "--env", "craft", "--seed", "3", "tier=wood"],
+                             input="look\ncraft wooden_pickaxe\njump\nq\n")
+    assert res.exit_code == 0, res.output
+    assert "Task: obtain" in res.output and "View (11x11" in res.output
+    assert "recipe_fail" in res.output and "invalid_format" in res.output
