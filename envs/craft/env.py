@@ -69,7 +69,21 @@ class CraftEnv(TextEnv):
     ``done``: obtained at some point) and ``diagnosis``: a :class:`CraftFailure` value, the state
     diff (``inventory`` deltas, ``position`` [[r, c], [r, c]], ``placed``/``mined`` blocks),
     ``progress`` (chain items done, with partial credit for the task count, over the chain length;
-    1.0 when solved), ``stagnation`` and ``extra`` (steps, max_steps, day, position, facing).
+    1.0 when solved), ``stagnation`` and ``extra`` (steps, max_steps, day, position, facing,
+    subgoals_done, subgoals_total). The turn that runs out of steps reports ``timeout``.
+
+    ## Predicates
+    "before" (``check(name, action_text)``): ``invalid_format``, ``missing_ingredients``,
+    ``unknown_recipe``, ``tool_tier_too_low``, ``move_blocked``, ``nothing_to_mine``; each is True
+    exactly when ``step`` would report its failure (``failure_predicates``; they run the same rules
+    with ``apply=False``), except that a turn that runs out of steps reports ``timeout``. "after":
+    ``inv_ge(item, n)`` and ``task_done``.
+
+    ## Arguments
+    ``tier`` (None: drawn from the seed), ``task`` (an item, or (item, count)), ``size`` (24),
+    ``view`` (7), ``max_steps`` (the tier's budget), ``day_length`` (100), ``techtree`` (the shipped
+    :data:`~agentsd.envs.craft.techtree.DEFAULT`), ``render_mode`` ("ansi": the local view), and the
+    rewards above.
     """
 
     metadata = {**TextEnv.metadata, "render_fps": 4}

@@ -4,8 +4,11 @@ Biomes are the Voronoi cells of a few seeded centres: forest (dense trees), plai
 gravel), mountain (stone with coal; iron ore one cell or more inside; diamond ore deep inside; small
 caves), and lakes (water with a sand shore). After drawing, reachability is checked tier by tier
 (bare hands can cut through trees, sand and gravel; a wooden pickaxe adds stone and coal; stone adds
-iron; iron adds diamond; water never) and short resources are added inside the reachable region, so
-every task of every tier can be done from the start.
+iron; iron adds diamond; water never) and short resources are added inside the reachable region
+(a world still short is drawn again), so every task of every tier can be done from the start.
+
+The generator uses the default tree's block names (grass, tree, stone, coal_ore, iron_ore,
+diamond_ore, sand, gravel, water); a custom tech tree must keep them.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from agentsd.envs.craft.techtree import DEFAULT, TechTree
 
 #: Resources every world holds within reach (block -> count), enough for any task of the default tree.
 MINIMUM = {"tree": 30, "stone": 40, "coal_ore": 4, "iron_ore": 8, "diamond_ore": 5, "sand": 3, "gravel": 2, "water": 1}
-#: Highest pickaxe tier needed before a block can be reached (the region it must lie in).
+#: Random grass cells tried as the start (the one with the most room reachable by hand wins).
 START_CANDIDATES = 8
+#: Draws before giving up on a world without shortages (one is almost always enough).
 MAX_TRIES = 20
+#: Highest pickaxe tier needed before a block can be reached (the region it must lie in).
 REGION_TIER = {"tree": 0, "sand": 0, "gravel": 0, "water": 0, "stone": 1, "coal_ore": 1, "iron_ore": 2, "diamond_ore": 3}
 
 
