@@ -391,10 +391,10 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         batch = build_samples(trajs, policy.tokenizer, opcfg, teacher=teacher)
         steps = []
         for k in range(op.steps_per_iteration):
-            if progress:
-                progress(phase + " (learn)", k, op.steps_per_iteration)
             steps.append(learner_step(net, policy.tokenizer, batch.samples, opcfg, teacher, learner["opt"],
                                       reference=learner["reference"]))
+            if progress:
+                progress(phase + " (learn)", k + 1, op.steps_per_iteration)
         return {**steps[-1], "steps": len(steps), "first_loss": steps[0]["loss"], "episodes": batch.episodes,
                 "skipped_turns": batch.skipped}
 

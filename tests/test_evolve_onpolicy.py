@@ -158,11 +158,13 @@ def test_interrupted_skill_sd_run_resumes(tmp_path, tiny_model_dir):
     assert sorted(p.name for p in (d / "checkpoints").iterdir()) == ["base", "iter_2"]
 
 
-def test_resumed_iteration_reproduces_the_uninterrupted_one(tmp_path, tiny_model_dir):
+@pytest.mark.parametrize("lora", [True, False])
+def test_resumed_iteration_reproduces_the_uninterrupted_one(tmp_path, tiny_model_dir, lora):
     """A copy of the run directory taken during iter_2 (what a kill leaves) resumed: same rollouts and the
     same learner numbers as the run that went on. (Two separate runs are not comparable: memory entry
     ids are random and appear in the teacher's prompt.)"""
-    cfg = _cfg(tmp_path, tiny_model_dir, "skill_sd", **{"learning.iterations": 2})
+    cfg = _cfg(tmp_path, tiny_model_dir, "skill_sd", **{"learning.iterations": 2, "learning.onpolicy.lora": lora,
+                                                         "learning.onpolicy.lam": 1.0})
     snap = tmp_path / "snapshot"
 
     def snapshot(phase, done, total):
@@ -181,6 +183,7 @@ def test_resumed_iteration_reproduces_the_uninterrupted_one(tmp_path, tiny_model
     for key in ("first_loss", "kl", "sdl", "grad_norm", "entropy"):
         assert b[key] == a[key], key
     assert resumed[4]["metrics"] == full[4]["metrics"]
+    assert (cfg.run_dir / "checkpoints" / "base").is_dir() == lora
 
 
 @pytest.mark.parametrize(
