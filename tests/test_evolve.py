@@ -89,3 +89,14 @@ def test_llm_summarizer_stage_runs_on_the_policy(tmp_path, tiny_model_dir):
     rec = json.loads((res.run_dir / "metrics.jsonl").read_text().splitlines()[0])
     # the random tiny model writes no valid JSON: the stage reports rejections and the run goes on
     assert rec["phase"] == "warmstart" and rec["memory"]["added"] + rec["memory"]["rejected"] >= 1
+
+
+def test_craft_config_runs_end_to_end(tmp_path, tiny_model_dir):
+    ov = [f"output_dir={tmp_path}", "name=c", f"model.name={tiny_model_dir}", "learning.warmstart.episodes=1",
+          "eval.episodes=1", "rollout.batch=1", "rollout.max_turns=2", "learning.iterations=1",
+          "eval.sampling.max_new_tokens=4", "rollout.sampling.max_new_tokens=4"]
+    res = run(load_config("craft", ov), log=lambda *a: None)
+    assert _phases(res.run_dir) == ["warmstart", "eval_before", "iter_1", "eval_after"]
+    demos = list(read_jsonl(res.run_dir / "trajectories" / "warmstart.jsonl"))
+    assert demos[0].success and demos[0].env == "craft"  # the oracle plans wood-tier tasks to the end
+    assert json.loads((res.run_dir / "summary.json").read_text())["memory"]["by_kind"].get("skill") == 1
