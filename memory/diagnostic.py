@@ -187,7 +187,9 @@ class DiagnosticSummarizer:
         return Guardrail(
             env=traj.env,
             namespace=self.namespace,
-            triggers=[t for t in (task, f"choosing the next action; risk of {what}") if t],
+            # no task text in the trigger: the failure and its check hold across tasks of the env, so
+            # the same mistake under "obtain 8 planks" and "obtain 1 stick" is one entry with support
+            triggers=[f"{traj.env}: choosing the next action; risk of {what}"],
             summary=summary,
             failure_type=ft,
             root_cause=cause,

@@ -122,3 +122,15 @@ def test_different_wrong_words_give_one_format_guardrail(tmp_path, embedder):
         mem.add(entries)
         (g,) = mem.entries()
         assert g.failure_type == "invalid_format" and g.support == 2
+
+
+def test_the_same_mistake_under_different_tasks_is_one_guardrail(tmp_path, embedder):
+    envs = EnvFactory("craft", {"tier": "wood"})
+    tasks = [Task(seed, "train") for seed in range(6)]
+    trajs, _ = rollout(envs, Scripted(["<answer>dance</answer>"] * 6), tasks, batch=1, max_turns=1)
+    assert len({t.meta["task"] for t in trajs}) >= 2  # several different tasks
+    entries = DiagnosticSummarizer().summarize(trajs).entries
+    with SkillMemory(tmp_path / "m", embedder=embedder) as mem:
+        mem.add(entries)
+        (g,) = mem.entries()
+        assert g.failure_type == "invalid_format" and g.support == 6 and g.env == "craft"
