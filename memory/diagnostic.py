@@ -179,6 +179,9 @@ class DiagnosticSummarizer:
             forbidden = f"any action for which {pred_name} holds"
             repair = ["check the proposed action first; if it is flagged, choose another one"]
         else:
+            # envs append the note that names the failure last ("...; ran out of steps (40)"); the
+            # notes before it describe whatever else the turn did and would make every copy unique
+            detail = detail.rsplit("; ", 1)[-1]
             summary, cause = f"avoid {what}", detail or what
             risk = f"actions that led to {what}" + (f": {detail}" if detail else "")
             forbidden = f"repeating what caused {what}"
