@@ -163,7 +163,8 @@ class TextEnv(gym.Env[str, str]):
     def check(self, name: str, action: str | None = None, **params: Any) -> bool:
         """Evaluate predicate ``name`` on the current state without changing the env.
 
-        A "before" predicate needs ``action`` (the raw text the model would write) and says whether
+        Dispatch: ``_pred_<name>(action, **params)``; a "before" predicate without such a method goes
+        to the env's ``_risk(name, action)`` (one step simulation serving all its risks). A "before" predicate needs ``action`` (the raw text the model would write) and says whether
         stepping it would run the risk; an "after" predicate takes no action. Raises
         :class:`UnknownPredicateError` (a ``KeyError``) for an unknown name, ``ValueError`` for a
         missing or superfluous action, ``TypeError`` for missing or unknown parameters.
@@ -171,6 +172,9 @@ class TextEnv(gym.Env[str, str]):
         preds = self.predicates()
         pred = preds.get(name)
         fn = getattr(self, f"_pred_{name}", None) if pred is not None else None
+        if fn is None and pred is not None and pred.when == "before" and hasattr(self, "_risk"):
+            # a "before" predicate without its own method is one of the env's simulated step risks
+            fn = lambda action: self._risk(name, action)  # noqa: E731
         if fn is None:
             known = ", ".join(sorted(preds)) or "none"
             raise UnknownPredicateError(f"unknown predicate {name!r} for env {self.name!r} (known: {known})")
@@ -184,6 +188,22 @@ class TextEnv(gym.Env[str, str]):
         return bool(fn(action, **params))
 
     # --- helpers ------------------------------------------------------------------------------
+    @staticmethod
+    def answer_body(text: Any, max_body: int) -> str | None:
+        """Lower-cased content of the last ``<answer>...</answer>`` block, or None when there is no
+        block or it is longer than ``max_body``. ``rfind`` keeps this linear on huge adversarial text
+        (a lazy regex would backtrack)."""
+        if not isinstance(text, str):
+            return None
+        low = text.lower()
+        end = low.rfind("</answer>")
+        if end < 0:
+            return None
+        start = low.rfind("<answer>", 0, end)
+        if start < 0 or end - start - 8 > max_body:
+            return None
+        return low[start + 8 : end]
+
     @classmethod
     def seeds(cls, split: str) -> range:
         if split == "train":

@@ -464,21 +464,6 @@ class CraftEnv(TextEnv):
     def _pred_invalid_format(self, action: str) -> bool:
         return self._ready() and self.parse_action(action) is None
 
-    def _pred_missing_ingredients(self, action: str) -> bool:
-        return self._risk("missing_ingredients", action)
-
-    def _pred_unknown_recipe(self, action: str) -> bool:
-        return self._risk("unknown_recipe", action)
-
-    def _pred_tool_tier_too_low(self, action: str) -> bool:
-        return self._risk("tool_tier_too_low", action)
-
-    def _pred_move_blocked(self, action: str) -> bool:
-        return self._risk("move_blocked", action)
-
-    def _pred_nothing_to_mine(self, action: str) -> bool:
-        return self._risk("nothing_to_mine", action)
-
     def _pred_inv_ge(self, action: None, item: str, n: int) -> bool:
         return self._ready() and self.inv.get(str(item), 0) >= int(n)
 

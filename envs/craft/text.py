@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+from agentsd.envs.base import TextEnv
+
 
 class CraftFailure(str, Enum):
     """Why a craft step went wrong (``info["diagnosis"]["failure_type"]`` holds the value)."""
@@ -39,16 +41,7 @@ def _direction(word: str) -> str | None:
 
 
 def _body(text: str) -> str | None:
-    if not isinstance(text, str):
-        return None
-    low = text.lower()
-    end = low.rfind("</answer>")
-    if end < 0:
-        return None
-    start = low.rfind("<answer>", 0, end)
-    if start < 0 or end - start - 8 > _MAX_BODY:
-        return None
-    return low[start + 8 : end]
+    return TextEnv.answer_body(text, _MAX_BODY)
 
 
 def parse_command(body: str) -> Action | None:

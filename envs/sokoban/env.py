@@ -422,21 +422,6 @@ class SokobanEnv(TextEnv):
     def _pred_invalid_format(self, action: str) -> bool:
         return self._ready() and self.parse_action(action) is None
 
-    def _pred_move_into_wall(self, action: str) -> bool:
-        return self._risk("move_into_wall", action)
-
-    def _pred_push_blocked_box(self, action: str) -> bool:
-        return self._risk("push_blocked_box", action)
-
-    def _pred_push_into_dead_square(self, action: str) -> bool:
-        return self._risk("push_into_dead_square", action)
-
-    def _pred_push_freezes_box(self, action: str) -> bool:
-        return self._risk("push_freezes_box", action)
-
-    def _pred_revisits_recent_position(self, action: str) -> bool:
-        return self._risk("revisits_recent_position", action)
-
     def _pred_solved(self, action: None) -> bool:
         return self._ready() and self._solved
 

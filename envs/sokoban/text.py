@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from enum import Enum
 
+from agentsd.envs.base import TextEnv
 from agentsd.envs.sokoban.board import MOVES
 
 
@@ -115,17 +116,10 @@ def brief_rules(sym: dict[str, str], max_actions: int) -> str:
 def parse_answer(text: str, max_actions: int = 1) -> list[str] | None:
     """Moves from the last ``<answer>...</answer>`` block, or None if the text is not a valid answer
     (no block, an unknown word, an empty move, or more than ``max_actions`` moves)."""
-    if not isinstance(text, str):
+    body = TextEnv.answer_body(text, _MAX_BODY)
+    if body is None:
         return None
-    # rfind keeps this linear even on huge adversarial text (a lazy regex would backtrack).
-    low = text.lower()
-    end = low.rfind("</answer>")
-    if end < 0:
-        return None
-    start = low.rfind("<answer>", 0, end)
-    if start < 0 or end - start - 8 > _MAX_BODY:
-        return None
-    parts = low[start + 8 : end].split("||")
+    parts = body.split("||")
     if len(parts) > max_actions:
         return None
     out = []
