@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 
 from agentsd.cli_memory import memory_app
+from agentsd.cli_sweep import register as register_sweep_commands
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -248,6 +249,7 @@ def serve(
 
 
 app.add_typer(memory_app, name="memory")
+register_sweep_commands(app)  # agentsd sweep, agentsd report (agentsd/cli_sweep.py)
 
 
 def main() -> None:
