@@ -51,8 +51,9 @@ Algorithms (``OnPolicyConfig.algo``), one optimizer step per :func:`learner_step
 Every loss is normalized by the real completion tokens of the whole batch, so micro-batches
 (``micro_batch`` samples per forward) change memory, not the update. Per micro-batch the teacher's
 log-probs are computed first without grad, then the student's with grad; :func:`sequence_logprobs`
-projects only the completion positions and keeps just the sampled tokens' log-probs, so at most one
-(micro_batch, T, V) logits tensor exists at a time. The model runs in eval mode (no dropout), so on
+projects only the completion positions and keeps just the sampled tokens' log-probs, ``logprob_chunk``
+positions at a time (checkpointed), so at most one (micro_batch, logprob_chunk, V) logits tensor exists
+at a time, in the backward pass too (``logprob_chunk=None``: one (micro_batch, T, V) tensor). The model runs in eval mode (no dropout), so on
 fresh on-policy samples the ratios are exactly 1 in value.
 """
 
@@ -70,7 +71,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from agentsd.learn.losses import grpo_advantages, grpo_loss, reverse_kl_full, skill_sd_loss
 from agentsd.learn.sft import LLAMA_PROJ, _optimizer, _use_bf16, _wrap_lora, tokenize_example
 from agentsd.policy.chat import encode_chat
-from agentsd.policy.hf import eval_mode, pad_sequences, positions_from_mask, sequence_logprobs
+from agentsd.policy.hf import (
+    completion_hidden,
+    eval_mode,
+    pad_sequences,
+    positions_from_mask,
+    sequence_logprobs,
+    split_lm_head,
+)
 from agentsd.prompts import with_skills
 from agentsd.trajectory import Trajectory, Turn
 
@@ -99,6 +107,10 @@ class OnPolicyConfig(BaseModel):
     #: truncate the SDL importance weight ρ at this value (see skill_sd_loss); None = no truncation
     rho_clip: float | None = Field(None, gt=0.0)
     micro_batch: int = Field(4, ge=1)
+    #: project the LM head onto the vocabulary this many completion positions at a time (checkpointed:
+    #: at most micro_batch × logprob_chunk × V logits exist at once, in forward and backward); None =
+    #: all completion positions of a micro-batch in one (micro_batch, T, V) tensor
+    logprob_chunk: int | None = Field(128, ge=1)
     teacher_mode: TeacherMode = "synced"
     sync_every: int = Field(4, ge=1)  # synced: learner steps between hard copies (1 behaves as live)
     ema_tau: float = Field(0.99, ge=0.0, le=1.0)
@@ -340,14 +352,16 @@ class Teacher:
         *,
         pad_id: int,
         bf16: bool = False,
+        chunk: int | None = None,
     ) -> torch.Tensor:
-        """(B, T) log-probs of the completions' exact ids under the teacher, detached."""
+        """(B, T) log-probs of the completions' exact ids under the teacher, detached (``chunk``: see
+        :func:`~agentsd.policy.hf.sequence_logprobs`)."""
         import torch
 
         with self.scoring() as model:
             device = next(model.parameters()).device
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                lp, _ = sequence_logprobs(model, prompt_ids, completion_ids, pad_id=pad_id)
+                lp, _ = sequence_logprobs(model, prompt_ids, completion_ids, pad_id=pad_id, chunk=chunk)
         return lp.detach()
 
     def state_dict(self) -> dict[str, Any]:
@@ -490,9 +504,10 @@ def learner_step(
         comps = [s.completion_ids for s in ch]
         if score_teacher:
             prompts = [s.teacher_prompt_ids or s.prompt_ids for s in ch]
-            t_lps[i] = teacher.logprobs(prompts, comps, pad_id=pad_id, bf16=bf16)
+            t_lps[i] = teacher.logprobs(prompts, comps, pad_id=pad_id, bf16=bf16, chunk=cfg.logprob_chunk)
         if reference is not None and cfg.kl_coef > 0 and algo != "sft":
-            r_lps[i] = reference.logprobs([s.prompt_ids for s in ch], comps, pad_id=pad_id, bf16=bf16).to(device)
+            r_lps[i] = reference.logprobs([s.prompt_ids for s in ch], comps, pad_id=pad_id, bf16=bf16,
+                                          chunk=cfg.logprob_chunk).to(device)
     teacher_seconds = time.perf_counter() - tt
 
     # 2. Student passes with grad, each micro-batch's loss scaled by 1 / (tokens of the whole batch).
@@ -504,7 +519,8 @@ def learner_step(
         for ch, t_lp, r_lp in zip(chunks, t_lps, r_lps, strict=True):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 lp, mask = sequence_logprobs(
-                    model, [s.prompt_ids for s in ch], [s.completion_ids for s in ch], pad_id=pad_id
+                    model, [s.prompt_ids for s in ch], [s.completion_ids for s in ch], pad_id=pad_id,
+                    chunk=cfg.logprob_chunk,
                 )
             n_ch = float(mask.sum())
             ent_sum += float(-(lp.detach() * mask).sum())
@@ -585,6 +601,62 @@ def _vocab_logprobs(
     return out.logits.float().log_softmax(-1), j < comp_len[:, None]
 
 
+def _targets(comps: Sequence[Sequence[int]], shape: torch.Size, device: torch.device) -> torch.Tensor:
+    import torch
+
+    targets = torch.zeros(shape, dtype=torch.long, device=device)
+    for r, c in enumerate(comps):
+        targets[r, : len(c)] = torch.as_tensor(list(c), dtype=torch.long)
+    return targets
+
+
+def _chunkable(model: Any, teacher: Teacher) -> bool:
+    """Whether reverse_kl can apply the student's and the teacher's LM heads chunk by chunk: both have a
+    plain head (split_lm_head) and the teacher does not swap head weights into the student."""
+    parts = split_lm_head(model)
+    if parts is None or split_lm_head(teacher.model) is None:
+        return False
+    if teacher.external is not None or teacher.state is None:
+        return True
+    head_params = {id(p) for p in parts[1].parameters()}
+    return not any(id(teacher._params[n]) in head_params for n in teacher.state)
+
+
+def _chunked_vocab_kl(
+    model: Any,
+    teacher: Teacher,
+    prompts: Sequence[Sequence[int]],
+    t_prompts: Sequence[Sequence[int]],
+    comps: Sequence[Sequence[int]],
+    pad_id: int,
+    chunk: int,
+    bf16: bool,
+    n_tokens: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """reverse_kl's full-vocabulary KL (normalized by ``n_tokens``) and the sampled tokens' student and
+    teacher log-probs (B, T) and mask, with the heads applied ``chunk`` positions at a time."""
+    import torch
+
+    device = next(model.parameters()).device
+    with teacher.scoring() as tm, torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        t_h, _, _, t_head = completion_hidden(tm, t_prompts, comps, pad_id=pad_id)  # (B, T, H)
+    with torch.no_grad(), eval_mode(model), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        s_h, targets, mask, s_head = completion_hidden(model, prompts, comps, pad_id=pad_id)
+        kl = torch.zeros((), device=device)
+        s_parts, t_parts = [], []
+        for lo in range(0, mask.shape[1], chunk):
+            cols = slice(lo, lo + chunk)
+            s_v = s_head(s_h[:, cols]).float().log_softmax(-1)  # (B, C, V)
+            t_v = t_head(t_h[:, cols]).float().log_softmax(-1).to(device)
+            kl_c, _ = reverse_kl_full(s_v, t_v, mask[:, cols], normalizer=n_tokens)
+            kl = kl + kl_c
+            tg = targets[:, cols, None]
+            s_parts.append(s_v.gather(-1, tg).squeeze(-1))
+            t_parts.append(t_v.gather(-1, tg).squeeze(-1))
+            del s_v, t_v
+    return kl, torch.cat(s_parts, 1), torch.cat(t_parts, 1), mask
+
+
 def reverse_kl(
     model: Any,
     tokenizer: Any,
@@ -593,13 +665,21 @@ def reverse_kl(
     *,
     micro_batch: int = 4,
     bf16: bool = False,
+    chunk: int | None = 128,
 ) -> dict[str, float]:
     """Held-out measure of how far the student is from the teacher on ``samples`` (no grad, no step).
 
     ``kl_full``: the exact reverse KL(π_θ ‖ π_teacher) over the whole vocabulary at every completion
     position (student on its prompt, teacher on its own), token mean; ``sdl``: the ρ-weighted k3
-    estimate learner_step optimizes; ``k3``: its unweighted mean. Holds both (micro_batch, T, V)
-    log-prob tensors at once: an evaluation tool, for small batches.
+    estimate learner_step optimizes; ``k3``: its unweighted mean.
+
+    Memory: the exact KL needs both full distributions at the same positions. With ``chunk`` the student's
+    and the teacher's LM-head inputs (B, T, H) are computed first (the teacher's under its weights), then
+    both heads are applied ``chunk`` positions at a time, so two (micro_batch, chunk, V) log-prob tensors
+    exist at once instead of two (micro_batch, T, V). That needs the teacher and the student to share the
+    LM head's weights (LoRA without ``lm_head`` in its targets) or the teacher to be a separate model;
+    when the teacher swaps head weights (full fine-tuning), or a model has no plain LM head, or
+    ``chunk=None``, both (micro_batch, T, V) tensors are built at once.
     """
     import torch
 
@@ -608,23 +688,27 @@ def reverse_kl(
     pad_id = _pad_id(tokenizer)
     n_tokens = sum(len(s.completion_ids) for s in samples)
     device = next(model.parameters()).device
+    chunked = chunk is not None and _chunkable(model, teacher)
     kl_sum = sdl_sum = k3_sum = 0.0
     for i in range(0, len(samples), micro_batch):
         ch = samples[i : i + micro_batch]
         comps = [s.completion_ids for s in ch]
         t_prompts = [s.teacher_prompt_ids or s.prompt_ids for s in ch]
-        with teacher.scoring() as tm, torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            t_v, mask = _vocab_logprobs(tm, t_prompts, comps, pad_id)
-        t_v, mask = t_v.to(device), mask.to(device)
-        with torch.no_grad(), eval_mode(model), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            s_v, _ = _vocab_logprobs(model, [s.prompt_ids for s in ch], comps, pad_id)
-        kl, _ = reverse_kl_full(s_v, t_v, mask, normalizer=n_tokens)
-        targets = torch.zeros(mask.shape, dtype=torch.long, device=device)
-        for r, c in enumerate(comps):
-            targets[r, : len(c)] = torch.as_tensor(c, dtype=torch.long)
-        s_lp = s_v.gather(-1, targets[..., None]).squeeze(-1)
-        t_lp = t_v.gather(-1, targets[..., None]).squeeze(-1)
-        del s_v, t_v
+        if chunked:
+            assert chunk is not None
+            kl, s_lp, t_lp, mask = _chunked_vocab_kl(model, teacher, [s.prompt_ids for s in ch], t_prompts,
+                                                     comps, pad_id, chunk, bf16, n_tokens)
+        else:
+            with teacher.scoring() as tm, torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                t_v, mask = _vocab_logprobs(tm, t_prompts, comps, pad_id)
+            t_v, mask = t_v.to(device), mask.to(device)
+            with torch.no_grad(), eval_mode(model), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                s_v, _ = _vocab_logprobs(model, [s.prompt_ids for s in ch], comps, pad_id)
+            kl, _ = reverse_kl_full(s_v, t_v, mask, normalizer=n_tokens)
+            targets = _targets(comps, mask.shape, device)
+            s_lp = s_v.gather(-1, targets[..., None]).squeeze(-1)
+            t_lp = t_v.gather(-1, targets[..., None]).squeeze(-1)
+            del s_v, t_v
         old = _padded([s.old_logprobs or [] for s in ch], mask.shape[1], s_lp)
         known = torch.tensor([s.old_logprobs is not None for s in ch], device=device)[:, None]
         old = torch.where(known, old, s_lp)

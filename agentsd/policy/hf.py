@@ -78,6 +78,7 @@ def sequence_logprobs(
     pad_id: int = 0,
     padding_side: str = "left",
     temperature: float = 1.0,
+    chunk: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs of each completion's exact token ids given its prompt, differentiable.
 
@@ -86,6 +87,14 @@ def sequence_logprobs(
     entries are 0. Call under ``torch.no_grad()`` to score, or with grad to train (learners
     apply their own autocast). Only the completion positions are projected onto the vocabulary
     (``logits_to_keep``), so memory is ``B * T * V``, not ``B * L * V``.
+
+    ``chunk``: project at most ``chunk`` completion positions at a time (see :func:`completion_hidden`
+    and :func:`head_logprobs`): the model body runs once, then the LM head, log-softmax and gather run
+    per chunk of positions, so at most ``B * chunk * V`` logits exist at once. With grad each chunk is
+    checkpointed (its logits are recomputed in backward rather than kept), so the backward pass holds
+    one chunk's logits and their gradient at a time too. Same values and gradients as ``chunk=None``
+    up to float rounding; models whose logits are not just ``lm_head(hidden)`` (soft-capping, logit
+    scaling) take the unchunked path.
     """
     if len(prompt_ids) != len(completion_ids):
         raise ValueError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions")
@@ -110,6 +119,11 @@ def sequence_logprobs(
         start = torch.tensor([len(p) for p in prompt_ids], device=device)[:, None]  # (B, 1)
     cols = (start + j).clamp(max=length - 1)  # (B, T)
     targets = input_ids.gather(1, cols)  # (B, T)
+    if chunk is not None and (parts := split_lm_head(model)) is not None:
+        body, head = parts
+        hidden = _body_hidden(body, input_ids, attention_mask, cols - 1)  # (B, T, H)
+        logprobs = head_logprobs(head, hidden, targets, chunk, temperature)  # (B, T)
+        return logprobs.masked_fill(~mask, 0.0), mask
     # A 2-D integer logits_to_keep selects per-row positions (transformers >= 5).
     out = model(
         input_ids=input_ids,
@@ -124,6 +138,104 @@ def sequence_logprobs(
     # gather - logsumexp instead of log_softmax: avoids a second (B, T, V) tensor.
     logprobs = logits.gather(-1, targets[..., None]).squeeze(-1) - logits.logsumexp(-1)  # (B, T)
     return logprobs.masked_fill(~mask, 0.0), mask
+
+
+#: Config attributes that make a model's logits more than ``lm_head(hidden)``: such models are scored
+#: through their own forward (unchunked).
+_LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+
+
+def split_lm_head(model: Any) -> tuple[Any, Any] | None:
+    """``(body, head)`` of a causal LM: the decoder that returns hidden states and the output projection,
+    or None when the model's logits are not plain ``head(body(...).last_hidden_state)``.
+
+    A PEFT-wrapped model is unwrapped with ``get_base_model()``: LoRA layers are injected into the base
+    model's modules in place, so its body and head (LoRA-wrapped or not) compute the adapted model.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    get_decoder = getattr(base, "get_decoder", None)
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    if get_decoder is None or head is None:
+        return None
+    body = get_decoder()
+    if body is base:  # not a *ForCausalLM wrapper around a decoder
+        return None
+    config = getattr(base, "config", None)
+    if any(getattr(config, name, None) not in (None, 0, 1, 1.0) for name in _LOGIT_POSTPROCESSING):
+        return None
+    return body, head
+
+
+def _body_hidden(
+    body: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor
+) -> torch.Tensor:
+    """The body's last hidden states at ``positions`` (B, T) of each row: (B, T, H)."""
+    hidden = body(input_ids=input_ids, attention_mask=attention_mask,
+                  position_ids=positions_from_mask(attention_mask), use_cache=False).last_hidden_state
+    return torch.take_along_dim(hidden, positions[..., None], dim=1)  # backward keeps no (B, L, H) copy
+
+
+def completion_hidden(
+    model: Any,
+    prompt_ids: Sequence[Sequence[int]],
+    completion_ids: Sequence[Sequence[int]],
+    *,
+    pad_id: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
+    """The inputs of the LM head at the completion positions, for chunked full-vocabulary work.
+
+    Returns ``(hidden (B, T, H), targets (B, T), mask (B, T), head)`` in the layout of
+    :func:`sequence_logprobs` (left padding): ``head(hidden[i, j])`` are the logits that predict
+    completion token ``j`` of row ``i`` (``targets[i, j]``). Raises ValueError for a model without a
+    plain LM head (see :func:`split_lm_head`).
+    """
+    parts = split_lm_head(model)
+    if parts is None:
+        raise ValueError(f"{type(model).__name__}: no separable LM head (or its logits are post-processed)")
+    body, head = parts
+    device = next(model.parameters()).device
+    comp_len = torch.tensor([len(c) for c in completion_ids], dtype=torch.long, device=device)
+    width = int(comp_len.max())
+    seqs = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids, strict=True)]
+    input_ids, attention_mask = pad_sequences(seqs, pad_id, "left", device)
+    length = input_ids.shape[1]
+    j = torch.arange(width, device=device)[None, :]
+    cols = (length - comp_len[:, None] + j).clamp(max=length - 1)
+    hidden = _body_hidden(body, input_ids, attention_mask, cols - 1)
+    return hidden, input_ids.gather(1, cols), j < comp_len[:, None], head
+
+
+def _chunk_logprobs(head: Any, hidden: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
+    logits = head(hidden).float()  # (B, C, V)
+    if temperature != 1.0:
+        logits = logits / temperature
+    # gather - logsumexp instead of log_softmax: avoids a second (B, C, V) tensor.
+    return logits.gather(-1, targets[..., None]).squeeze(-1) - logits.logsumexp(-1)
+
+
+def head_logprobs(
+    head: Any, hidden: torch.Tensor, targets: torch.Tensor, chunk: int, temperature: float = 1.0
+) -> torch.Tensor:
+    """Log-probs (B, T) of ``targets`` under ``head(hidden)`` (B, T, H), ``chunk`` positions at a time.
+
+    With grad, each chunk's projection + log-softmax runs under ``torch.utils.checkpoint``: the forward
+    keeps only the chunk's hidden states, and backward recomputes its logits, so neither pass holds more
+    than one (B, chunk, V) logits tensor (plus its gradient). The autocast state is replayed on recompute.
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    from torch.utils.checkpoint import checkpoint
+
+    grad = torch.is_grad_enabled() and (hidden.requires_grad or any(p.requires_grad for p in head.parameters()))
+    pieces = []
+    for lo in range(0, hidden.shape[1], chunk):
+        h, t = hidden[:, lo : lo + chunk], targets[:, lo : lo + chunk]
+        if grad:
+            pieces.append(checkpoint(_chunk_logprobs, head, h, t, temperature, use_reentrant=False,
+                                     preserve_rng_state=False))
+        else:
+            pieces.append(_chunk_logprobs(head, h, t, temperature))
+    return torch.cat(pieces, 1) if len(pieces) > 1 else pieces[0]
 
 
 def process_logits(
