@@ -89,6 +89,11 @@ def register_builtin() -> None:
         "agentsd.envs.craft.env:CraftEnv",
         description="Minecraft-style crafting and mining world: obtain an item by tier (wood, stone, iron, diamond).",
     )
+    register(
+        "search",
+        "agentsd.envs.search.env:SearchEnv",
+        description="Question answering with a search tool (BM25, dense or HTTP) over a synthetic world or a user corpus.",
+    )
 
 
 def register_gymnasium() -> None:
