@@ -99,6 +99,11 @@ def run(
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Run name: output goes to <output_dir>/<name>.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run of this name.")] = False,
+    mode: Annotated[
+        str | None,
+        typer.Option("--mode", "-m", help="distill (learn weights), memory (planner loop, no weight update) or "
+                     "both (trained student inside the planner); default: the config's mode."),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Warm-start -> evaluate on test seeds -> iterations on train seeds -> evaluate again."""
@@ -106,6 +111,10 @@ def run(
         if resume and not name:
             raise ValueError("--resume needs --name of the run to continue")
         ov = list(overrides or [])
+        if mode is not None:
+            ov = [f"mode={mode}", *ov]
+            if mode in ("memory", "both") and not any(o.startswith("memory.enabled=") for o in ov):
+                ov.insert(1, "memory.enabled=true")  # the planner works over the run's memory
         cfg = _load_cfg(env, config, ov)
         if resume:
             # Continue with the run's own saved config (plus any overrides given now).

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agentsd.planner.config import PlannerConfig
 from agentsd.policy.base import Sampling
 
 
@@ -156,12 +157,18 @@ class RunConfig(Strict):
     name: str = "sokoban"
     seed: int = 0
     output_dir: str = "runs"
+    #: How the run evolves after warm-start: ``distill`` (weights: learning.algo on plain rollouts),
+    #: ``memory`` (no weight update: the planner loop on train seeds grows the memory, evaluation runs the
+    #: planner on test seeds with memory frozen), ``both`` (learning.algo trains the student on plain
+    #: rollouts; evaluation runs that student inside the planner).
+    mode: Literal["distill", "memory", "both"] = "distill"
     env: EnvConfig = Field(default_factory=EnvConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     learning: LearningConfig = Field(default_factory=LearningConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    planner: PlannerConfig = Field(default_factory=PlannerConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -238,6 +245,13 @@ def _format_validation(err: ValidationError) -> str:
 def check_combinations(cfg: RunConfig) -> None:
     """Settings that are valid alone but not together; raises ConfigError."""
     algo = cfg.learning.algo
+    if cfg.mode in ("memory", "both") and not cfg.memory.enabled:
+        raise ConfigError(f"mode={cfg.mode} runs the planner over the run's memory: set memory.enabled=true")
+    if cfg.mode == "memory" and algo not in ("none", "rft"):
+        raise ConfigError(
+            f"mode=memory updates no weights after warm-start, so learning.algo={algo} would not run: "
+            "use mode=both to train and plan, or learning.algo=none"
+        )
     if algo in ("skill_sd", "skill_prompt") and not cfg.memory.enabled:
         raise ConfigError(f"learning.algo={algo} retrieves skills from the run's memory: set memory.enabled=true")
     if algo in ("grpo", "opd", "skill_sd", "skill_prompt"):

@@ -200,6 +200,12 @@ def _fmt_sft(stats: dict[str, Any]) -> str:
     return f"fine-tuned on {stats['examples']} turns, loss {stats['final_loss']:.3f}, {stats['seconds']:.0f} s"
 
 
+def _planner_stats(trajs: list[Trajectory]) -> dict[str, Any]:
+    """What the planner did over a phase: vetoes, replans, skill expansions, plan tokens."""
+    metas = [t.meta.get("planner") or {} for t in trajs]
+    return {k: sum(int(m.get(k, 0)) for m in metas) for k in ("vetoes", "replans", "expansions", "plan_tokens")}
+
+
 def model_kwargs(m: ModelConfig) -> dict[str, Any]:
     """Backend keyword arguments from the model section (autocast only when set explicitly)."""
     kw: dict[str, Any] = {"dtype": m.dtype, "device": m.device, "max_batch": m.max_batch, "cache_dir": m.cache_dir}
@@ -272,8 +278,11 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         if state.done(phase):
             return
         tasks = make_tasks(envs.cls, "test", cfg.eval.episodes, start=0)
-        trajs, rstats = phase_rollout(phase, PolicyActor(policy, cfg.eval.sampling), tasks,
-                                      skills=student_skills)
+        if planning:
+            trajs, rstats = planner_rollout(phase, tasks, frozen=True, sampling=cfg.eval.sampling)
+        else:
+            trajs, rstats = phase_rollout(phase, PolicyActor(policy, cfg.eval.sampling), tasks,
+                                          skills=student_skills)
         record(phase, "eval", trajs, rstats)
         m = result.phases[-1]["metrics"]
         log(f"{phase}: success {m['success']:.1%} return {m['return']:.2f} invalid {m['invalid_rate']:.1%}")
@@ -444,6 +453,34 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         def student_skills(env, obs: str) -> str | None:
             return retrieve_block(env.task_description(), obs, envs.name)
 
+    # --- the planner loop (mode memory / both) ------------------------------------------------------------
+    planning = cfg.mode in ("memory", "both")
+    checkpointer = None
+
+    def planner_rollout(phase: str, tasks, *, frozen: bool, sampling) -> tuple[list[Trajectory], dict[str, Any]]:
+        """Episodes through the LangGraph planner: train phases reflect into memory, eval phases never write."""
+        from agentsd.planner import PlannerLoop, sqlite_checkpointer
+
+        nonlocal checkpointer
+        if checkpointer is None and cfg.planner.checkpoint:
+            checkpointer = sqlite_checkpointer(run_dir / "planner.sqlite")
+        loop = PlannerLoop(policy, memory, cfg.planner, sampling=sampling, history=r.history,
+                           summarizer=summarizer, frozen=frozen, checkpointer=checkpointer)
+        out = run_dir / "trajectories" / f"{phase}.jsonl"
+        out.unlink(missing_ok=True)
+        finished = 0
+
+        def tick(_t: Trajectory) -> None:
+            nonlocal finished
+            finished += 1
+            if progress:
+                progress(phase + " (planner)", finished, len(tasks))
+
+        trajs, stats = loop.run(envs, tasks, max_turns=r.max_turns, batch=min(cfg.planner.batch, r.batch),
+                                out_path=out, on_episode=tick, phase=phase, env_name=envs.name,
+                                env_kwargs=envs.kwargs)
+        return trajs, {**stats.to_dict(), "planner": _planner_stats(trajs)}
+
     # --- warm-start on oracle demonstrations -----------------------------------------------------
     if ws.episodes > 0 and not state.done("warmstart"):
         tasks = make_tasks(envs.cls, "train", ws.episodes, start=0)
@@ -470,10 +507,24 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         if state.done(phase):
             continue
         tasks = make_tasks(envs.cls, "train", r.batch // r.group_size or 1, start=start, group_size=r.group_size)
-        trajs, rstats = phase_rollout(phase, PolicyActor(policy, r.sampling), tasks, skills=student_skills)
-        mem_stats = remember(phase, trajs, it)
         learn_stats: dict[str, Any] = {}
         ckpt = None
+        if cfg.mode == "memory":
+            # No weight update: the planner acts on train seeds and its reflect node grows the memory.
+            assert memory is not None
+            memory.advance(it)
+            n0 = memory.stats()["by_kind"]
+            trajs, rstats = planner_rollout(phase, tasks, frozen=False, sampling=r.sampling)
+            n1 = memory.stats()["by_kind"]
+            mem_stats = {"size": n1, "grown": {k: n1.get(k, 0) - n0.get(k, 0) for k in n1}}
+            record(phase, "train", trajs, rstats, None, learn={}, memory=mem_stats)
+            m = result.phases[-1]["metrics"]
+            log(f"{phase}: planner train success {m['success']:.1%}; memory now {n1.get('skill', 0)} skills, "
+                f"{n1.get('guardrail', 0)} guardrails; {rstats['planner']['vetoes']} vetoes, "
+                f"{rstats['planner']['replans']} replans")
+            continue
+        trajs, rstats = phase_rollout(phase, PolicyActor(policy, r.sampling), tasks, skills=student_skills)
+        mem_stats = remember(phase, trajs, it)
         if algo == "rft":
             wins = [t for t in trajs if t.success]
             learn_stats = finetune(phase, wins, cfg.learning.lr, 1, ws.lora, ws.batch_size)
@@ -489,6 +540,8 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
 
     evaluate("eval_after")
 
+    if checkpointer is not None:
+        checkpointer.conn.close()
     summary = {"name": cfg.name, "phases": result.phases}
     if memory is not None:
         summary["memory"] = {"path": str(memory.path), **memory.stats()}

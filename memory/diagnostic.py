@@ -152,6 +152,7 @@ class DiagnosticSummarizer:
             ),
             mistake_analysis=f"recovered from {mistakes}" if mistakes else "",
             golden_workflow=_compress(actions) or ["(no effective actions)"],
+            actions=[t.response for t in traj.turns if t.info.get("action_is_effective")],
             preconditions=_constants(traj),
             verification=verification,
             verification_text=vtext,

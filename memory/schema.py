@@ -25,6 +25,7 @@ from agentsd.memory.safety import clean
 MAX_SHORT = 200
 MAX_LONG = 600
 MAX_STEPS = 24
+MAX_ACTIONS = 64
 MAX_ITEMS = 8
 MAX_EVIDENCE = 64
 #: Default cap on one rendered entry (characters).
@@ -153,6 +154,9 @@ class Skill(_Entry):
     success_analysis: str = ""
     mistake_analysis: str = ""
     golden_workflow: list[str] = Field(min_length=1)
+    #: The exact action texts that did it (effective turns, in order), replayable by a planner that
+    #: expands the skill; empty when unknown or longer than MAX_ACTIONS. Never rendered into prompts.
+    actions: list[str] = Field(default_factory=list)
     preconditions: list[str] = Field(default_factory=list)
     verification: PredicateRef | None = None  # executable, when the env offers a predicate
     verification_text: str = ""
@@ -173,6 +177,12 @@ class Skill(_Entry):
         out = [clean(str(x), MAX_SHORT) for x in v]  # steps may repeat: no set semantics here
         return [s for s in out if s][:MAX_STEPS]
 
+    @field_validator("actions", mode="before")
+    @classmethod
+    def _actions(cls, v: Any) -> list[str]:
+        out = [clean(str(x), MAX_SHORT) for x in (v or [])]
+        return out if len(out) <= MAX_ACTIONS and all(out) else []
+
     @field_validator("preconditions", "effects", mode="before")
     @classmethod
     def _items(cls, v: Any) -> list[str]:
@@ -185,6 +195,7 @@ class Skill(_Entry):
             "success_analysis": self.success_analysis,
             "mistake_analysis": self.mistake_analysis,
             "golden_workflow": self.golden_workflow,
+            "actions": self.actions,
             "preconditions": self.preconditions,
             "verification": self.verification.model_dump_json() if self.verification else None,
             "verification_text": self.verification_text,

@@ -48,3 +48,11 @@ def tiny_policy(tiny_model_dir: str):
     from agentsd.policy.hf import HFPolicy
 
     return HFPolicy(tiny_model_dir, dtype="float32", autocast=False, name="tiny")
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """One real embedder (all-MiniLM-L6-v2; onnx when available) shared by the memory tests."""
+    from agentsd.memory import Embedder
+
+    return Embedder()
