@@ -90,6 +90,12 @@ def register_builtin() -> None:
         description="Minecraft-style crafting and mining world: obtain an item by tier (wood, stone, iron, diamond).",
     )
     register(
+        "apps",
+        "agentsd.envs.apps.env:AppsEnv",
+        description="AppWorld-style apps (phone, email, calendar, notes, payments, music): Python against 78 APIs "
+        "in a sandbox, judged by database diff.",
+    )
+    register(
         "search",
         "agentsd.envs.search.env:SearchEnv",
         description="Question answering with a search tool (BM25, dense or HTTP) over a synthetic world or a user corpus.",
