@@ -855,10 +855,11 @@ def _pay(b: Backend, to_id: int, amount: float, description: str, card: int | No
      Param("payment_card_id", "int", "pay with this card instead of the balance", None),
      returns="{transaction_id: int}", write=True)
 def _pay_send(b: Backend, receiver_email: str, amount: float, description: str, payment_card_id: int | None) -> dict:
+    amount = money(amount)
     to = _person_by_email(b, receiver_email)
     if to["id"] == 1:
         raise bad("cannot send money to yourself")
-    return {"transaction_id": _pay(b, to["id"], money(amount), description, payment_card_id)}
+    return {"transaction_id": _pay(b, to["id"], amount, description, payment_card_id)}
 
 
 def _req(b: Backend, r: dict) -> dict:
@@ -888,12 +889,13 @@ def _pay_reqs(b: Backend, direction: str, status: str | None, page_index: int, p
      Param("user_email", "str", "who should pay"), Param("amount", "float", "amount, > 0, 2 decimals"),
      Param("description", "str", "what it is for", ""), returns="{payment_request_id: int}", write=True)
 def _pay_request(b: Backend, user_email: str, amount: float, description: str) -> dict:
+    amount = money(amount)
     p = _person_by_email(b, user_email)
     if p["id"] == 1:
         raise bad("cannot request money from yourself")
     return {"payment_request_id": b.exec("INSERT INTO payment_requests (requester_id, payer_id, amount, description, status, "
                                          "created_at, resolved_at) VALUES (1, ?, ?, ?, 'pending', ?, NULL)",
-                                         p["id"], money(amount), description, NOW_S)}
+                                         p["id"], amount, description, NOW_S)}
 
 
 def _pending_in(b: Backend, rid: int) -> dict:

@@ -327,7 +327,7 @@ class AppsEnv(TextEnv):
             resp = handler(call["app"], call["api"], [], call["args"])
             obs_body = _short(resp)
         if failed and fail in (None, F.CODE_ERROR):
-            first = failed[0]
+            first = next((f for f in failed if f["error_type"] == "budget_exceeded"), failed[0])
             fail = _API_FAIL.get(first["error_type"], F.API_ERROR)
             detail = f"apis.{first['app']}.{first['api']}: {first['message']}"
         # the database after the step, and what it changed

@@ -72,7 +72,7 @@ BLOCKED_ATTRS = {
     "func_globals", "mro", "format_map",
 }
 SAFE_BUILTINS = (
-    "abs", "all", "any", "ascii", "bin", "bool", "bytes", "callable", "chr", "dict", "dir", "divmod", "enumerate",
+    "abs", "all", "any", "ascii", "bin", "bool", "bytearray", "bytes", "callable", "chr", "dict", "dir", "divmod", "enumerate",
     "filter", "float", "format", "frozenset", "hash", "hex", "id", "int", "isinstance", "issubclass", "iter", "len",
     "list", "map", "max", "min", "next", "oct", "ord", "pow", "range", "repr", "reversed", "round", "set", "slice",
     "sorted", "str", "sum", "tuple", "zip", "property", "staticmethod", "classmethod", "super",
