@@ -51,6 +51,8 @@ _PREDICATES = (
     Predicate("calls_unknown_api", "the code calls apis.<app>.<api> for an app or API that does not exist", "before"),
     Predicate("calls_without_login", "the code calls an API that needs an access token of an app it is not logged "
                                      "in to and does not log in to", "before"),
+    Predicate("writes_without_login", "the code calls a write API of an app it is not logged in to and does not "
+                                      "log in to", "before"),
     Predicate("completes_without_answer", "the code completes a question task without giving an answer", "before"),
     Predicate("logged_in", "the agent holds a live access token for the app", "after", {"app": "str, app name"}),
     Predicate("task_completed", "complete_task has been called", "after"),
@@ -457,6 +459,14 @@ class AppsEnv(TextEnv):
             if spec is not None and spec.auth and app not in live and app not in logs_in:
                 return True
         return False
+
+    def _pred_writes_without_login(self, action: str) -> bool:
+        self._ready()
+        calls = self._calls_of(action) or []
+        live = self.backend.live_apps()
+        logs_in = {app for app, api, _ in calls if api == "login"}
+        return any(spec.write and app not in live and app not in logs_in
+                   for app, api, _ in calls if (spec := REGISTRY.get(app, {}).get(api)) is not None)
 
     def _pred_completes_without_answer(self, action: str) -> bool:
         self._ready()

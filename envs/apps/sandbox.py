@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 WORKER = str(Path(__file__).with_name("worker.py"))
+#: the largest message the worker may send (an API call's arguments, a cell's output): 1 MiB
+MAX_MESSAGE = 1 << 20
 
 
 @dataclass
@@ -51,6 +53,7 @@ class Sandbox:
         self.proc: subprocess.Popen | None = None
         self._buf = b""
         self.restarts = 0
+        self.oversized = False
         self._finalizer: weakref.finalize | None = None
 
     # --- process ---------------------------------------------------------------------------------
@@ -124,6 +127,9 @@ class Sandbox:
             if not chunk:
                 return None
             self._buf += chunk
+            if len(self._buf) > MAX_MESSAGE and b"\n" not in self._buf:
+                self.oversized = True
+                return None
         line, _, self._buf = self._buf.partition(b"\n")
         try:
             return json.loads(line)
@@ -143,11 +149,17 @@ class Sandbox:
             self.restart()
             return CellResult("", "crash", "the sandbox worker had died; it was restarted and your variables were cleared",
                               0, time.monotonic() - t0, True)
+        self.oversized = False
         while True:
             msg = self._recv(deadline)
             if msg is None:
                 timed_out = time.monotonic() >= deadline
+                oversized = self.oversized
                 self.restart()
+                if oversized:
+                    why = (f"the cell sent a message over {MAX_MESSAGE} bytes (e.g. a huge API argument); the sandbox "
+                           "was restarted and your variables were cleared")
+                    return CellResult("", "sandbox_violation", why, calls, time.monotonic() - t0, True)
                 if timed_out:
                     why = (f"the cell ran longer than {self.wall_seconds:g} s and was killed; the sandbox was "
                            "restarted and your variables were cleared")

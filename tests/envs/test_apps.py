@@ -378,6 +378,8 @@ def test_predicates_agree_with_step_and_do_not_change_state(env):
     for name, (text, _) in cases.items():
         assert env.check(name, text) is True, name
         assert env.check(name, py("print(1)")) is False, name
+    assert env.check("writes_without_login", py("apis.notes.complete_todo(access_token='x', todo_id=1)"))
+    assert not env.check("writes_without_login", py("apis.notes.show_todos(access_token='x')"))
     assert env.check("completes_without_answer", py("apis.supervisor.complete_task()"))
     assert not env.check("completes_without_answer", py("apis.supervisor.complete_task(answer=3)"))
     assert not env.check("logged_in", app="notes") and not env.check("task_completed")

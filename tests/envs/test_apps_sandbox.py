@@ -176,3 +176,9 @@ def test_warm_step_is_fast(env):
         times.append(time.perf_counter() - t0)
     times.sort()
     assert times[len(times) // 2] < 0.05
+
+
+def test_a_huge_api_argument_is_refused(env):
+    obs, fail, _ = run(env, "apis.notes.create_note(access_token='x', title='big', content='y' * (3 * 1024 * 1024))")
+    assert fail == F.SANDBOX_VIOLATION.value and "bytes" in obs
+    still_works(env)
