@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from agentsd.envs.base import Diagnosis, Predicate, TextEnv
@@ -82,7 +83,8 @@ class CraftEnv(TextEnv):
     ## Arguments
     ``tier`` (None: drawn from the seed), ``task`` (an item, or (item, count)), ``size`` (24),
     ``view`` (7), ``max_steps`` (the tier's budget), ``day_length`` (100), ``techtree`` (the shipped
-    :data:`~agentsd.envs.craft.techtree.DEFAULT`), ``render_mode`` ("ansi": the local view), and the
+    :data:`~agentsd.envs.craft.techtree.DEFAULT`), ``recipes`` (a directory of vanilla Minecraft recipe
+    JSON merged over the tree, see :func:`~agentsd.envs.craft.recipes.load_recipes`), ``render_mode`` ("ansi": the local view), and the
     rewards above.
     """
 
@@ -102,6 +104,7 @@ class CraftEnv(TextEnv):
         max_steps: int | None = None,
         day_length: int = 100,
         techtree: TechTree | None = None,
+        recipes: str | os.PathLike | None = None,
         render_mode: str | None = None,
         format_penalty: float = -1.0,
         step_penalty: float = -0.01,
@@ -118,6 +121,10 @@ class CraftEnv(TextEnv):
         if max_steps is not None and max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         self.tree = techtree or DEFAULT
+        if recipes is not None:  # vanilla Minecraft recipe JSON merged over the tree (see recipes.py)
+            from agentsd.envs.craft.recipes import load_recipes
+
+            self.tree = load_recipes(recipes, base=self.tree).tree
         if isinstance(task, str):
             task = (task, 1)
         if task is not None and task[0] not in self.tree.items:
