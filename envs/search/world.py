@@ -32,7 +32,9 @@ Everything is drawn from ``random.Random(seed)``, so a seed gives the same world
 from __future__ import annotations
 
 import argparse
+import bisect
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -224,10 +226,12 @@ def generate_world(seed: int = 0, scale: float = 1.0, train_fraction: float = 0.
         fy = min(2020, people[pi].born_year + rng.randint(22, 60))
         orgs.append(Org(names.unique(make), ind, rng.randrange(n_cities), fy, pi))
         people[pi].founded = len(orgs) - 1
+    by_year = sorted(range(len(orgs)), key=lambda k: (orgs[k].founded_year, k))
+    years = [orgs[k].founded_year for k in by_year]
     for p in people:  # most people work for an organization founded before they were 60
-        options = [k for k, o in enumerate(orgs) if o.founded_year <= p.born_year + 60]
-        if options and rng.random() < 0.85:
-            k = rng.choice(options)
+        n_ok = bisect.bisect_right(years, p.born_year + 60)
+        if n_ok and rng.random() < 0.85:
+            k = by_year[rng.randrange(n_ok)]
             p.works_for = k
             p.joined = max(orgs[k].founded_year, p.born_year + rng.randint(19, 35))
     organizers = rng.sample(range(len(orgs)), min(n_events, len(orgs)))
@@ -278,8 +282,11 @@ def generate_world(seed: int = 0, scale: float = 1.0, train_fraction: float = 0.
             f"Founded in {c.founded_year}, {c.name} is a city located in {country}, on a {c.water}; about "
             f"{c.population:,} people live there.",
         )))
+    in_country: dict[int, list[str]] = {}
+    for x in cities:
+        in_country.setdefault(x.country, []).append(x.name)
     for k, c in enumerate(countries):
-        others = [x.name for x in cities if x.country == k and x.name != cities[c.capital].name][:3]
+        others = [n for n in in_country.get(k, []) if n != cities[c.capital].name][:3]
         tail = f" Other cities include {', '.join(others)}." if others else ""
         c.passage = add(c.name, f"{c.name} is a country whose capital is {cities[c.capital].name}. Its currency "
                                 f"is the {c.currency}.{tail}")
@@ -338,6 +345,7 @@ def split_questions(world: World, qtype: str) -> tuple[list[Question], list[Ques
 def _questions(rng, people, cities, countries, orgs, events) -> dict[str, list[Question]]:
     out: dict[str, list[Question]] = {t: [] for t in QTYPES}
     seen: set[str] = set()
+    hq_industry = Counter((o.hq, o.industry) for o in orgs)
 
     def q(t: str, text: str, answer: str | int, path: list[tuple[str, str]]) -> None:
         if text in seen:
@@ -381,8 +389,7 @@ def _questions(rng, people, cities, countries, orgs, events) -> dict[str, list[Q
                     f"founded?", cities[o.hq].founded_year,
           [(f"founded by {f.name}", o.history), (f"{o.name} headquartered", o.profile),
            (f"{cities[o.hq].name} city founded", cities[o.hq].passage)])
-        same = [x for x in orgs if x.hq == o.hq and x.industry == o.industry]
-        if len(same) == 1:
+        if hq_industry[(o.hq, o.industry)] == 1:
             hq = cities[o.hq].name
             q("bridge", f"Who founded the {o.industry} company headquartered in {hq}?", f.name,
               [(f"{o.industry} company headquartered in {hq}", o.profile), (f"{o.name} founded by", o.history)])
@@ -407,26 +414,38 @@ def _questions(rng, people, cities, countries, orgs, events) -> dict[str, list[Q
         q("bridge", f"Who founded the organization that organizes the {e.name}?", people[o.founder].name,
           [(f"{e.name} organized by", e.overview), (f"{o.name} founded by", o.history)])
     # comparisons: pairs of similar entities (same industry, same family, same country) with distinct years
+    def peer(group: list, x, year: str):
+        """A random member of ``group`` other than ``x`` with a different year (None if none found)."""
+        for _ in range(min(20, 4 * len(group))):
+            y = rng.choice(group)
+            if y is not x and getattr(y, year) != getattr(x, year):
+                return y
+        return None
+
+    groups: dict[tuple, list] = {}
     for o in orgs:
-        peers = [x for x in orgs if x is not o and x.industry == o.industry and x.founded_year != o.founded_year]
-        if peers:
-            x = rng.choice(peers)
+        groups.setdefault(("industry", o.industry), []).append(o)
+    for p in people:
+        groups.setdefault(("family", p.family), []).append(p)
+    for c in cities:
+        groups.setdefault(("country", c.country), []).append(c)
+    for o in orgs:
+        x = peer(groups[("industry", o.industry)], o, "founded_year")
+        if x is not None:
             a, b = (o, x) if rng.random() < 0.5 else (x, o)
             win = a if a.founded_year < b.founded_year else b
             q("comparison", f"Which was founded earlier, {a.name} or {b.name}?", win.name,
               [(f"{a.name} founded", a.history), (f"{b.name} founded", b.history)])
     for p in people:
-        peers = [x for x in people if x is not p and x.family == p.family and x.born_year != p.born_year]
-        if peers:
-            x = rng.choice(peers)
+        x = peer(groups[("family", p.family)], p, "born_year")
+        if x is not None:
             a, b = (p, x) if rng.random() < 0.5 else (x, p)
             win = a if a.born_year < b.born_year else b
             q("comparison", f"Who was born earlier, {a.name} or {b.name}?", win.name,
               [(f"{a.name} born", a.bio), (f"{b.name} born", b.bio)])
     for c in cities:
-        peers = [x for x in cities if x is not c and x.country == c.country and x.founded_year != c.founded_year]
-        if peers:
-            x = rng.choice(peers)
+        x = peer(groups[("country", c.country)], c, "founded_year")
+        if x is not None:
             a, b = (c, x) if rng.random() < 0.5 else (x, c)
             win = a if a.founded_year < b.founded_year else b
             q("comparison", f"Which city was founded earlier, {a.name} or {b.name}?", win.name,
