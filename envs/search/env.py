@@ -35,7 +35,7 @@ _PREDICATES = (
     Predicate("gold_retrieved", "every gold supporting passage has been retrieved", "after"),
     Predicate("solved", "the question was answered correctly", "after"),
     Predicate("passage_seen", "the passage with this id has been retrieved", "after",
-              {"passage_id": "str, a passage id as shown in [brackets]"}),
+              {"passage_id": "str, a passage id as shown after 'Doc'"}),
     Predicate("searched_at_least", "at least n searches were made", "after", {"n": "int, number of searches"}),
 )
 PREDICATES: dict[str, Predicate] = {p.name: p for p in _PREDICATES}
@@ -70,8 +70,8 @@ class SearchEnv(TextEnv):
     episode. Anything else is invalid: ``format_penalty`` and no change.
 
     ## Observation
-    The question, the turn counter and the queries so far, the passages of the last search (``[id]
-    (title) text``), then earlier passages newest first (at most ``show`` in all), and the last message.
+    The question, the turn counter and the queries so far, the passages of the last search (``Doc id
+    (title): text``), then earlier passages newest first (at most ``show`` in all), and the last message.
 
     ## Reward
     On the answer turn: exact match (1 or 0) after SQuAD normalization (lower case, no punctuation, no
@@ -414,7 +414,8 @@ class SearchEnv(TextEnv):
     # --- views --------------------------------------------------------------------------------
     def _fmt(self, p: Passage) -> str:
         text = p.text if len(p.text) <= self.max_passage_chars else p.text[: self.max_passage_chars] + " ..."
-        return f"[{p.id}] ({p.title}) {text}" if p.title else f"[{p.id}] {text}"
+        # no [brackets]: terminals that render rich markup (agentsd play) would eat "[syn-000123]"
+        return f"Doc {p.id} ({p.title}): {text}" if p.title else f"Doc {p.id}: {text}"
 
     def _obs(self) -> str:
         q = self.q

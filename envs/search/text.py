@@ -128,7 +128,7 @@ def rules(k: int, max_turns: int, format_penalty: float, reward: str) -> str:
         "Answer the question using a search engine over a collection of passages. The people, places, "
         "organizations and events in it may be fictional: rely on the passages, not on what you know.\n"
         "Each turn, write exactly one action:\n"
-        f"- <search>query</search>: returns the top {k} passages for the query, each as [id] (title) text. "
+        f"- <search>query</search>: returns the top {k} passages for the query, each as Doc id (title): text. "
         "Use short keyword queries (names and the relation you need, e.g. <search>Kavo Drelin born</search>); "
         "for a question with several steps, search for each step in turn.\n"
         "- <answer>text</answer>: your final answer, as short as possible (a name, place or year, no "

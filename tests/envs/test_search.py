@@ -157,7 +157,7 @@ def test_search_answer_rewards_and_info(env):
     d = info["diagnosis"]
     assert d["failure_type"] is None and d["progress"] == 0.5
     assert d["state_diff"]["new_passages"] == info["retrieved"] and len(info["retrieved"]) == 3
-    assert q.gold_ids[0] in info["retrieved"] and f"[{q.gold_ids[0]}]" in obs
+    assert q.gold_ids[0] in info["retrieved"] and f"Doc {q.gold_ids[0]} (" in obs
     assert f"Question: {q.question}" in obs and "Turn 1/6" in obs
     _, r, term, trunc, info = env.step(S(q.hops[0]))  # the same query again: nothing new
     assert not info["action_is_effective"] and info["diagnosis"]["state_diff"]["new_passages"] == []
