@@ -420,3 +420,16 @@ def test_dense_retriever(tmp_path):
     assert r.search("looking at the night sky", 1)[0].id == "c"
     scored = r.search_scored("baked goods", 3)
     assert [p.id for p, _ in scored][0] == "b" and len(scored) == 3
+
+
+def test_world_export_round_trips_through_the_loaders(tmp_path):
+    from agentsd.envs.search.world import main as export
+
+    export(["--out", str(tmp_path), "--seed", "5", "--scale", "0.1"])
+    w = generate_world(5, scale=0.1)
+    assert load_passages(tmp_path / "corpus.jsonl") == w.passages
+    qs = load_questions(tmp_path / "questions.jsonl")
+    assert [(q.question, q.answers, q.gold_ids, q.hops, q.type) for q in qs] == [
+        (q.question, q.answers, q.gold_ids, q.hops, q.type) for q in w.all_questions()]
+    env = SearchEnv(corpus=str(tmp_path / "corpus.jsonl"), questions=str(tmp_path / "questions.jsonl"))
+    assert all(episode(env, s)["success"] for s in range(1_000_000, 1_000_020))
