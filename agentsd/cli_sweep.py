@@ -39,6 +39,9 @@ def sweep(
     output_dir: Annotated[str | None, typer.Option("--output-dir", help="Parent of the sweep directory.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate every run's config and list the runs.")] = False,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed run.")] = False,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="CPU threads per run (OMP_NUM_THREADS); 1 helps on a busy CPU.")
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Run a sweep (arms x envs x seeds, one subprocess per run); complete runs are skipped, interrupted ones resumed.
@@ -59,7 +62,7 @@ def sweep(
             for r in plan.runs:
                 console.print(f"  {r.run}: {' '.join(r.overrides)}", highlight=False, soft_wrap=True)
             return
-        records = run_sweep(plan, log=lambda s: console.print(s, highlight=False))
+        records = run_sweep(plan, log=lambda s: console.print(s, highlight=False), threads=threads)
         md = (plan.sweep_dir / "results.md").read_text()
         console.print(md.split("## Runs")[0], markup=False, highlight=False, soft_wrap=True)
         console.print(f"results: {plan.sweep_dir / 'results.md'} and results.jsonl; "

@@ -259,8 +259,19 @@ def _record_attempt(run_dir: Path, attempt: dict[str, Any]) -> None:
     tmp.replace(p)
 
 
-def run_one(r: PlannedRun, sweep_dir: Path, *, python: str = sys.executable) -> dict[str, Any]:
-    """Run (or resume) one run as a subprocess; returns the attempt: rc, wall_s, peak_rss_mb, resumed."""
+def thread_env(threads: int | None) -> dict[str, str]:
+    """Environment for a child limited to ``threads`` CPU threads (torch, OpenMP, MKL, tokenizers). On a
+    shared, oversubscribed CPU one thread per run avoids OpenMP threads spinning at barriers."""
+    if not threads:
+        return {}
+    n = str(int(threads))
+    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "TOKENIZERS_PARALLELISM": "false"}
+
+
+def run_one(r: PlannedRun, sweep_dir: Path, *, python: str = sys.executable,
+            env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run (or resume) one run as a subprocess; returns the attempt: rc, wall_s, peak_rss_mb, resumed.
+    ``env``: extra environment variables for the child."""
     run_dir = sweep_dir / r.run
     resume = (run_dir / "state.json").exists()
     cmd = [python, "-m", "agentsd.cli", "run", "--config", str(r.config_path), "--name", r.run]
@@ -268,13 +279,13 @@ def run_one(r: PlannedRun, sweep_dir: Path, *, python: str = sys.executable) -> 
         cmd.append("--resume")
     logs = sweep_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "160"}
+    child_env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "160", **(env or {})}
     t0 = time.time()
     start = time.perf_counter()
     with open(logs / f"{r.run}.log", "a", encoding="utf-8") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env)
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         except KeyboardInterrupt:
@@ -313,10 +324,11 @@ def _last_error(sweep_dir: Path, run: str) -> str:
 Log = Callable[[str], None]
 
 
-def run_sweep(plan: SweepPlan, *, log: Log = print, fail_fast: bool = False,
-              python: str = sys.executable) -> list[dict[str, Any]]:
+def run_sweep(plan: SweepPlan, *, log: Log = print, fail_fast: bool = False, python: str = sys.executable,
+              threads: int | None = None) -> list[dict[str, Any]]:
     """Run every planned run in order (skipping complete ones), then write results.jsonl and results.md.
-    A failed run is recorded and the sweep goes on (``fail_fast`` stops it)."""
+    A failed run is recorded and the sweep goes on (``fail_fast`` stops it). ``threads`` limits each run's
+    CPU threads (:func:`thread_env`)."""
     write_manifest(plan)
     status: dict[str, str] = {}
     n = len(plan.runs)
@@ -329,7 +341,7 @@ def run_sweep(plan: SweepPlan, *, log: Log = print, fail_fast: bool = False,
                 continue
             how = "resuming" if (run_dir / "state.json").exists() else "running"
             log(f"[{i}/{n}] {r.run}: {how}")
-            a = run_one(r, plan.sweep_dir, python=python)
+            a = run_one(r, plan.sweep_dir, python=python, env=thread_env(threads))
             if a["rc"] == 0 and is_complete(run_dir):
                 status[r.run] = "done"
                 log(f"[{i}/{n}] {r.run}: done in {a['wall_s']:.0f} s, peak RSS {a['peak_rss_mb']:.0f} MB")

@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from agentsd.report.stats import bootstrap_ci  # noqa: E402
 
@@ -60,6 +61,7 @@ def learning_curves(records: list[dict[str, Any]], arms: list[str], envs: list[s
                 ax.fill_between(xs, los, his, color=colors[arm], alpha=0.15)
         ax.set_title(f"{env}: test success during training")
         ax.set_xlabel("cumulative train rollout episodes")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("test success")
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
