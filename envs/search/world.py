@@ -301,7 +301,7 @@ def generate_world(seed: int = 0, scale: float = 1.0, train_fraction: float = 0.
         o.history = add(o.name, rng.choice((
             f"{o.name} was founded in {o.founded_year} by {founder}.",
             f"{founder} founded {o.name} in {o.founded_year}, at first as a small workshop.",
-            f"Founded by {founder} in {o.founded_year}, {o.name} grew steadily over the following decades.",
+            f"Founded by {founder} in {o.founded_year}, {o.name} has grown steadily since.",
         )))
     for e in events:
         city, org = cities[e.city].name, orgs[e.organizer].name
