@@ -60,3 +60,14 @@ def test_mode_needs_memory_and_memory_mode_refuses_a_learner(tmp_path, tiny_mode
         _cfg(tmp_path, tiny_model_dir, "mode=memory", "learning.algo=grpo")
     with pytest.raises(ConfigError, match="planner.retrievl"):
         _cfg(tmp_path, tiny_model_dir, "planner.retrievl=false")
+
+
+def test_cli_mode_flag_enables_memory_and_reports_bad_combinations():
+    from typer.testing import CliRunner
+
+    from agentsd.cli import app
+
+    r = CliRunner().invoke(app, ["run", "--env", "sokoban", "--mode", "memory", "learning.algo=grpo"])
+    assert r.exit_code == 2 and "mode=both" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["run", "--env", "sokoban", "--mode", "sideways"])
+    assert r.exit_code == 2 and "mode" in r.output
