@@ -86,7 +86,7 @@ def main() -> None:
     from agentsd.memory import DiagnosticSummarizer, SkillMemory
     from agentsd.planner import PlannerConfig, PlannerLoop
     from agentsd.policy import load_policy
-    from agentsd.rollout import EnvFactory, OracleActor, PolicyActor, make_tasks, rollout
+    from agentsd.rollout import EnvFactory, PolicyActor, make_tasks, rollout
     from agentsd.trajectory import read_jsonl
 
     work, out = Path(args.work), Path(args.out)
