@@ -53,7 +53,10 @@ Every loss is normalized by the real completion tokens of the whole batch, so mi
 log-probs are computed first without grad, then the student's with grad; :func:`sequence_logprobs`
 projects only the completion positions and keeps just the sampled tokens' log-probs, ``logprob_chunk``
 positions at a time (checkpointed), so at most one (micro_batch, logprob_chunk, V) logits tensor exists
-at a time, in the backward pass too (``logprob_chunk=None``: one (micro_batch, T, V) tensor). The model runs in eval mode (no dropout), so on
+at a time, in the backward pass too (``logprob_chunk=None``: one (micro_batch, T, V) tensor). The
+teacher's (no-grad) pass runs the prompt prefix its rows share once (``teacher_share_prefix``): its
+prompts are the student's plus a skills block in the system message, so the shared system message is
+most of the extra length. The model runs in eval mode (no dropout), so on
 fresh on-policy samples the ratios are exactly 1 in value.
 """
 
@@ -111,6 +114,9 @@ class OnPolicyConfig(BaseModel):
     #: at most micro_batch × logprob_chunk × V logits exist at once, in forward and backward); None =
     #: all completion positions of a micro-batch in one (micro_batch, T, V) tensor
     logprob_chunk: int | None = Field(128, ge=1)
+    #: teacher/reference scoring (no grad): run the prompt prefix the micro-batch's rows share (system
+    #: message, instructions, skills) once and reuse its KV cache (fp32 only; see sequence_logprobs)
+    teacher_share_prefix: bool = True
     teacher_mode: TeacherMode = "synced"
     sync_every: int = Field(4, ge=1)  # synced: learner steps between hard copies (1 behaves as live)
     ema_tau: float = Field(0.99, ge=0.0, le=1.0)
@@ -353,15 +359,17 @@ class Teacher:
         pad_id: int,
         bf16: bool = False,
         chunk: int | None = None,
+        share_prefix: bool = False,
     ) -> torch.Tensor:
-        """(B, T) log-probs of the completions' exact ids under the teacher, detached (``chunk``: see
-        :func:`~agentsd.policy.hf.sequence_logprobs`)."""
+        """(B, T) log-probs of the completions' exact ids under the teacher, detached (``chunk`` and
+        ``share_prefix``: see :func:`~agentsd.policy.hf.sequence_logprobs`)."""
         import torch
 
         with self.scoring() as model:
             device = next(model.parameters()).device
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                lp, _ = sequence_logprobs(model, prompt_ids, completion_ids, pad_id=pad_id, chunk=chunk)
+                lp, _ = sequence_logprobs(model, prompt_ids, completion_ids, pad_id=pad_id, chunk=chunk,
+                                          share_prefix=share_prefix)
         return lp.detach()
 
     def state_dict(self) -> dict[str, Any]:
@@ -504,10 +512,12 @@ def learner_step(
         comps = [s.completion_ids for s in ch]
         if score_teacher:
             prompts = [s.teacher_prompt_ids or s.prompt_ids for s in ch]
-            t_lps[i] = teacher.logprobs(prompts, comps, pad_id=pad_id, bf16=bf16, chunk=cfg.logprob_chunk)
+            t_lps[i] = teacher.logprobs(prompts, comps, pad_id=pad_id, bf16=bf16, chunk=cfg.logprob_chunk,
+                                        share_prefix=cfg.teacher_share_prefix)
         if reference is not None and cfg.kl_coef > 0 and algo != "sft":
             r_lps[i] = reference.logprobs([s.prompt_ids for s in ch], comps, pad_id=pad_id, bf16=bf16,
-                                          chunk=cfg.logprob_chunk).to(device)
+                                          chunk=cfg.logprob_chunk, share_prefix=cfg.teacher_share_prefix
+                                          ).to(device)
     teacher_seconds = time.perf_counter() - tt
 
     # 2. Student passes with grad, each micro-batch's loss scaled by 1 / (tokens of the whole batch).

@@ -79,6 +79,7 @@ def sequence_logprobs(
     padding_side: str = "left",
     temperature: float = 1.0,
     chunk: int | None = None,
+    share_prefix: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs of each completion's exact token ids given its prompt, differentiable.
 
@@ -95,6 +96,12 @@ def sequence_logprobs(
     one chunk's logits and their gradient at a time too. Same values and gradients as ``chunk=None``
     up to float rounding; models whose logits are not just ``lm_head(hidden)`` (soft-capping, logit
     scaling) take the unchunked path.
+
+    ``share_prefix``: when scoring without grad (a teacher), rows whose prompts share a prefix of at least
+    :data:`MIN_SHARED_PREFIX` tokens (the system message, instructions and skills) run it once at batch 1
+    and reuse its KV cache for every row, as generation does; only the differing suffixes are processed
+    per row. Same values up to float rounding (~1e-6 in fp32). Ignored with grad, under autocast (see
+    ``HFPolicy._generate_chunk``) and with right padding.
     """
     if len(prompt_ids) != len(completion_ids):
         raise ValueError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions")
@@ -119,6 +126,12 @@ def sequence_logprobs(
         start = torch.tensor([len(p) for p in prompt_ids], device=device)[:, None]  # (B, 1)
     cols = (start + j).clamp(max=length - 1)  # (B, T)
     targets = input_ids.gather(1, cols)  # (B, T)
+    if share_prefix and batch > 1 and padding_side == "left" and not torch.is_grad_enabled() \
+            and not torch.is_autocast_enabled(device.type):
+        n_pre = shared_prefix_len(prompt_ids)
+        if n_pre >= MIN_SHARED_PREFIX:
+            logprobs = _prefix_shared_logprobs(model, seqs, n_pre, targets, cols, pad_id, temperature, chunk)
+            return logprobs.masked_fill(~mask, 0.0), mask
     if chunk is not None and (parts := split_lm_head(model)) is not None:
         body, head = parts
         hidden = _body_hidden(body, input_ids, attention_mask, cols - 1)  # (B, T, H)
@@ -203,6 +216,45 @@ def completion_hidden(
     cols = (length - comp_len[:, None] + j).clamp(max=length - 1)
     hidden = _body_hidden(body, input_ids, attention_mask, cols - 1)
     return hidden, input_ids.gather(1, cols), j < comp_len[:, None], head
+
+
+def _prefix_shared_logprobs(
+    model: Any,
+    seqs: Sequence[Sequence[int]],
+    n_pre: int,
+    targets: torch.Tensor,
+    cols: torch.Tensor,
+    pad_id: int,
+    temperature: float,
+    chunk: int | None,
+) -> torch.Tensor:
+    """sequence_logprobs' values (B, T) for left-padded ``seqs`` sharing their first ``n_pre`` tokens,
+    with the prefix run once (no grad). ``cols`` are the completion columns in the full padded layout."""
+    from transformers import DynamicCache
+
+    device = targets.device
+    batch = len(seqs)
+    cache_kw = _cache_kwarg(model)
+    cache = DynamicCache(config=model.config)
+    model(input_ids=torch.tensor([list(seqs[0][:n_pre])], device=device), use_cache=True, logits_to_keep=1,
+          **{cache_kw: cache})
+    cache.batch_repeat_interleave(batch)
+    # Layout per row: [prefix][pads][suffix]; the mask hides the pads and positions count real tokens.
+    suffix_ids, suffix_mask = pad_sequences([list(x[n_pre:]) for x in seqs], pad_id, "left", device)  # (B, S)
+    attention_mask = torch.cat([suffix_mask.new_ones(batch, n_pre), suffix_mask], 1)  # (B, P + S)
+    position_ids = positions_from_mask(attention_mask)[:, n_pre:]
+    # Left padding: the full row's width minus the suffix's is n_pre + (the same pads), so a column of
+    # the full layout maps to the suffix layout by subtracting the constant difference.
+    keep = cols - 1 - (cols.new_tensor(max(len(x) for x in seqs)) - suffix_ids.shape[1])  # (B, T)
+    kwargs = {"attention_mask": attention_mask, "position_ids": position_ids, "use_cache": True, cache_kw: cache}
+    if chunk is not None and (parts := split_lm_head(model)) is not None:
+        body, head = parts
+        hidden = body(input_ids=suffix_ids, **kwargs).last_hidden_state
+        return head_logprobs(head, torch.take_along_dim(hidden, keep[..., None], dim=1), targets, chunk, temperature)
+    logits = model(input_ids=suffix_ids, logits_to_keep=keep, **kwargs).logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    return logits.gather(-1, targets[..., None]).squeeze(-1) - logits.logsumexp(-1)
 
 
 def _chunk_logprobs(head: Any, hidden: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -151,3 +151,25 @@ def tokenizer_ids_teacher_prompts():
     g = torch.Generator().manual_seed(4)
     return [Sample(p, c, None, teacher_prompt_ids=torch.randint(3, 5000, (5,), generator=g).tolist() + p)
             for p, c in zip(prompts, comps, strict=True)]
+
+
+@pytest.mark.parametrize("chunk", [None, 4])
+def test_shared_prefix_scoring_equals_plain_scoring(model, chunk, monkeypatch):
+    from agentsd.policy import hf
+
+    calls = []
+    real = hf._prefix_shared_logprobs
+    monkeypatch.setattr(hf, "_prefix_shared_logprobs", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    prompts, comps = _batch(5)
+    prefix = torch.randint(3, 5000, (20,), generator=torch.Generator().manual_seed(6)).tolist()
+    prompts = [prefix + p for p in prompts]
+    with torch.no_grad():
+        plain, mask = sequence_logprobs(model, prompts, comps, pad_id=0, chunk=chunk)
+        shared, mask2 = sequence_logprobs(model, prompts, comps, pad_id=0, chunk=chunk, share_prefix=True)
+    assert torch.equal(mask, mask2)
+    torch.testing.assert_close(shared, plain, rtol=0, atol=1e-5)
+    assert calls == [20]  # the shared-prefix path ran, with the whole common prefix
+    with torch.enable_grad():  # never with grad: the student's pass keeps the plain path
+        sequence_logprobs(model, prompts, comps, pad_id=0, chunk=chunk, share_prefix=True)
+    assert calls == [20]
+    assert (shared[~mask] == 0).all()
