@@ -60,7 +60,8 @@ def warm_start(env: str, out: Path, args) -> str:
     from agentsd.evolve import run
 
     ov = [f"output_dir={out}", f"name=warmstart-{env}", "learning.iterations=0", "eval.episodes=1",
-          f"learning.warmstart.episodes={args.warmstart}", "memory.enabled=false"]
+          f"learning.warmstart.episodes={args.warmstart}", "memory.enabled=false",
+          *([f"model.name={args.model}"] if args.model else [])]
     cfg = load_config(ENV_CONFIG[env], ov)
     state = cfg.run_dir / "state.json"
     if not (state.exists() and "eval_after" in json.loads(state.read_text())["done"]):
@@ -77,6 +78,7 @@ def main() -> None:
     ap.add_argument("--warmstart", type=int, default=16, help="oracle demos for the shared warm-start")
     ap.add_argument("--max-turns", type=int, default=12)
     ap.add_argument("--arms", default=",".join(ARMS))
+    ap.add_argument("--model", default=None, help="model.name override (default: the env config's model)")
     ap.add_argument("--work", default="runs/bench-memory-only")
     ap.add_argument("--out", default="bench/results/memory_only.json")
     args = ap.parse_args()
@@ -181,7 +183,7 @@ def main() -> None:
                           f"{sum(r['seconds'] for r in rows) / len(rows):.0f}")
     res["summary"] = summary
     save()
-    Console().print(table)
+    Console(width=200).print(table)
     print(f"wrote {out}")
 
 

@@ -71,3 +71,25 @@ def test_cli_mode_flag_enables_memory_and_reports_bad_combinations():
     assert r.exit_code == 2 and "mode=both" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(app, ["run", "--env", "sokoban", "--mode", "sideways"])
     assert r.exit_code == 2 and "mode" in r.output
+
+
+def test_planner_runs_on_an_openai_compatible_server_and_craft(tiny_policy):
+    """Any backend: the planner's batched calls go through the `openai` client to `agentsd serve`."""
+    from servutil import running
+
+    from agentsd.planner import PlannerConfig, PlannerLoop
+    from agentsd.policy.base import Sampling
+    from agentsd.policy.openai_backend import OpenAIPolicy
+    from agentsd.rollout import EnvFactory, make_tasks
+    from agentsd.serve import create_app
+
+    envs = EnvFactory("craft", {"tier": "wood"})
+    with running(create_app(tiny_policy, "tiny")) as url:
+        client = OpenAIPolicy(url, timeout=60, max_retries=0)
+        loop = PlannerLoop(client, None, PlannerConfig(plan_max_new_tokens=8),
+                           sampling=Sampling(max_new_tokens=4, temperature=0.0))
+        trajs, stats = loop.run(envs, make_tasks(envs.cls, "train", 2), max_turns=2, env_name="craft")
+        client.close()
+    assert [len(t.turns) for t in trajs] == [2, 2] and stats.tokens > 0
+    assert max(stats.batch_sizes) == 2  # both episodes' calls went out as one request batch
+    assert all(t.turns[0].info["planner"]["path"][:2] == ["retrieve", "plan"] for t in trajs)
