@@ -153,6 +153,21 @@ class EvalConfig(Strict):
     sampling: Sampling = Field(default_factory=lambda: Sampling(max_new_tokens=24, temperature=0.0))
 
 
+class TrackingConfig(Strict):
+    """Experiment tracking of every phase record (see agentsd.tracking). W&B and MLflow are optional
+    installs, imported only when enabled."""
+
+    #: TensorBoard event files in ``<run dir>/tb`` (``tensorboard --logdir runs``).
+    tensorboard: bool = True
+    wandb: bool = False
+    mlflow: bool = False
+    #: W&B project / MLflow experiment, W&B entity, MLflow server, run name (default: the run's name).
+    project: str = "agentsd"
+    entity: str | None = None
+    mlflow_tracking_uri: str | None = None
+    run_name: str | None = None
+
+
 class RunConfig(Strict):
     name: str = "sokoban"
     seed: int = 0
@@ -169,6 +184,7 @@ class RunConfig(Strict):
     learning: LearningConfig = Field(default_factory=LearningConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @property
     def run_dir(self) -> Path:

@@ -219,6 +219,9 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
 
     run_dir = _prepare_dir(cfg, resume)
     state = RunState(run_dir)
+    from agentsd.tracking import Tracker
+
+    tracker = Tracker.from_config(cfg, run_dir)
     result = RunResult(cfg.name, run_dir, phases=list(state.data["phases"]))
 
     # --- build ----------------------------------------------------------------------------------
@@ -270,6 +273,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         with open(run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
         state.mark(rec, checkpoint)
+        tracker.log_phase(rec, step=len(state.data["phases"]))  # phase index: stable across resume
         if checkpoint is not None:
             _prune_checkpoints(run_dir, checkpoint)
         result.phases.append(rec)
@@ -540,6 +544,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
 
     evaluate("eval_after")
 
+    tracker.close()
     if checkpointer is not None:
         checkpointer.conn.close()
     summary = {"name": cfg.name, "phases": result.phases}

@@ -100,3 +100,15 @@ def test_craft_config_runs_end_to_end(tmp_path, tiny_model_dir):
     demos = list(read_jsonl(res.run_dir / "trajectories" / "warmstart.jsonl"))
     assert demos[0].success and demos[0].env == "craft"  # the oracle plans wood-tier tasks to the end
     assert json.loads((res.run_dir / "summary.json").read_text())["memory"]["by_kind"].get("skill") == 1
+
+
+def test_run_logs_every_phase_to_tensorboard(tmp_path, tiny_model_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    res = run(_cfg(tmp_path, tiny_model_dir, **{"learning.iterations": 0, "memory.enabled": "false"}),
+              log=lambda *a: None)
+    acc = EventAccumulator(str(res.run_dir / "tb"))
+    acc.Reload()
+    success = acc.Scalars("eval/metrics/success")
+    assert [e.step for e in success] == [2, 3]  # eval_before, eval_after (warmstart is phase 1)
+    assert [e.value for e in success] == [p["metrics"]["success"] for p in res.evals]
