@@ -1,0 +1,368 @@
+"""Scale-out rollouts on Ray: rollout workers as Ray actors, the driver dispatches task chunks.
+
+Each worker is a Ray actor (its own process, on this machine or on any node of a cluster) that builds
+the environments (``EnvFactory(name, kwargs)``) and, for a policy actor, its own replica of the policy
+(``load_policy(model, **model_kwargs)``). It runs the ordinary in-process engine,
+:func:`agentsd.rollout.rollout`, on the chunk of tasks it is given and returns the trajectories as
+plain dicts. The driver keeps a queue of chunks and hands the next one to whichever worker is free, so
+a fast worker takes more; it puts the trajectories back in task order, writes the JSONL in task order
+as the finished prefix grows, and calls ``on_episode`` for each.
+
+    rr = RayRollout(workers=2, model="smollm2-135m", model_kwargs={"dtype": "float32"})
+    trajs, stats = rr(envs, PolicyActor(policy, Sampling(temperature=0)), tasks, batch=16)
+    ...  # learner update on the driver
+    rr.sync_weights(policy.model, version=1)   # or a checkpoint dir, or a state dict
+    rr.shutdown()
+
+Weights: the driver's own policy is not used by the workers (the ``PolicyActor`` passed in only
+supplies its sampling parameters and name); each worker samples from its replica, which
+:meth:`RayRollout.sync_weights` updates after a learner step. Every trajectory carries the
+``policy_version`` of the weights it was sampled with, so a stale one is known.
+
+Faults: a worker that dies mid-chunk (its process killed, an OOM, a lost node) is replaced by a new
+actor built with the current weights and version, and its chunk goes back to the queue. Results are
+kept by task index, so no task is counted twice; ``stats.retried`` counts re-dispatched tasks and
+``stats.restarts`` replaced workers.
+
+Not supported yet: ``skills=`` (memory retrieval runs in the driver's process and its callback cannot
+be shipped to workers); a clear error is raised.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentsd.rollout import EnvFactory, OracleActor, PolicyActor, RolloutStats, Task
+from agentsd.trajectory import Trajectory, write_jsonl
+
+__all__ = ["RayRollout", "RayRolloutStats", "merged_state_dict", "ray_available"]
+
+
+def ray_available() -> bool:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _require_ray():
+    try:
+        import ray
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise ImportError("backend 'ray' needs Ray: pip install 'agentsd[ray]'") from e
+    return ray
+
+
+@dataclass
+class RayRolloutStats(RolloutStats):
+    """:class:`RolloutStats` summed over workers (act/env seconds are worker-seconds; wall is the driver's)
+    plus the fault and dispatch counters."""
+
+    workers: int = 0
+    chunks: int = 0
+    retried: int = 0  # tasks re-dispatched after their worker died
+    restarts: int = 0  # workers replaced
+    duplicates: int = 0  # results for a task index already done (dropped)
+    worker_wall_seconds: float = 0.0  # sum over chunks of the worker-side rollout wall time
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d.update(
+            backend="ray",
+            workers=self.workers,
+            chunks=self.chunks,
+            retried=self.retried,
+            restarts=self.restarts,
+            duplicates=self.duplicates,
+            worker_wall_seconds=round(self.worker_wall_seconds, 3),
+        )
+        return d
+
+
+def merged_state_dict(model: Any) -> dict[str, Any]:
+    """A plain (non-PEFT) CPU state dict of ``model``; a PEFT/LoRA model gets its adapter merged into
+    the base weights (merged, copied, then unmerged, so the learner's model is left as it was)."""
+    import torch
+
+    if hasattr(model, "peft_config") and hasattr(model, "merge_adapter"):
+        model.merge_adapter()
+        try:
+            sd = {}
+            for k, v in model.state_dict().items():
+                if "lora_" in k:
+                    continue
+                k = k.removeprefix("base_model.model.").replace(".base_layer.", ".")
+                sd[k] = v.detach().to("cpu", copy=True)
+        finally:
+            model.unmerge_adapter()
+        return sd
+    with torch.no_grad():
+        return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+class _Worker:
+    """The body of a rollout worker actor (wrapped with ``ray.remote`` on first use)."""
+
+    def __init__(self, model: str | None, model_kwargs: dict[str, Any], weights: Any, version: int,
+                 crash_once: dict[str, Any] | None = None) -> None:
+        self.model = model
+        self.model_kwargs = dict(model_kwargs)
+        self.policy = None
+        self.version = version
+        self.crash_once = crash_once
+        self._envs: dict[tuple, EnvFactory] = {}
+        if model is not None:
+            from agentsd.policy import load_policy
+
+            self.policy = load_policy(model, **self.model_kwargs)
+            if weights is not None:
+                self._load(weights)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def _load(self, weights: Any) -> None:
+        if isinstance(weights, str):  # a checkpoint dir: reload the replica from it
+            from agentsd.policy import load_policy
+
+            self.policy = load_policy(weights, **self.model_kwargs)
+        else:
+            import torch
+
+            with torch.no_grad():
+                self.policy.model.load_state_dict(weights, strict=True)
+
+    def load_weights(self, weights: Any, version: int) -> int:
+        if self.policy is None:
+            raise RuntimeError("this worker has no policy (started for the oracle actor)")
+        self._load(weights)
+        self.version = version
+        return version
+
+    def run(self, env_name: str, env_kwargs: dict[str, Any], kind: str, sampling: Any, actor_name: str,
+            chunk: list[tuple[int, Task]], batch: int, max_turns: int, history: int) -> dict[str, Any]:
+        from agentsd.rollout import rollout
+
+        if self.crash_once is not None:  # fault injection for tests: die on this seed, once
+            marker = Path(self.crash_once["marker"])
+            if any(t.seed == self.crash_once["seed"] for _, t in chunk) and not marker.exists():
+                marker.write_text(str(os.getpid()))
+                os._exit(1)
+        key = (env_name, repr(sorted(env_kwargs.items())))
+        if key not in self._envs:
+            self._envs[key] = EnvFactory(env_name, env_kwargs)
+        if kind == "oracle":
+            actor = OracleActor()
+        else:
+            if self.policy is None:
+                raise RuntimeError("a policy rollout on a worker started without a model")
+            actor = PolicyActor(self.policy, sampling)
+            actor.name = actor_name
+        tasks = [t for _, t in chunk]
+        trajs, stats = rollout(self._envs[key], actor, tasks, batch=min(batch, len(tasks)),
+                               max_turns=max_turns, history=history, policy_version=self.version)
+        return {
+            "indices": [i for i, _ in chunk],
+            "trajectories": [t.model_dump(mode="json") for t in trajs],
+            "stats": {"episodes": stats.episodes, "turns": stats.turns, "tokens": stats.tokens,
+                      "act_seconds": stats.act_seconds, "env_seconds": stats.env_seconds,
+                      "wall_seconds": stats.wall_seconds, "batch_sizes": stats.batch_sizes},
+            "pid": os.getpid(),
+        }
+
+
+class RayRollout:
+    """Rollouts on ``workers`` Ray actors; call it like :func:`agentsd.rollout.rollout`.
+
+    ``model``/``model_kwargs``: what each worker loads with ``load_policy`` (None: oracle-only
+    workers). ``address``: a Ray cluster to join (``"auto"``, ``"ray://host:10001"``), None to start a
+    local Ray with ``num_cpus``; an already initialized Ray is reused. ``cpus_per_worker``: the CPUs
+    Ray reserves per worker (it also sets the worker's thread count). ``chunk_size``: tasks per
+    dispatch (None: about two chunks per worker, at most ``batch``).
+    """
+
+    def __init__(self, workers: int = 2, *, model: str | None = None, model_kwargs: Mapping[str, Any] | None = None,
+                 address: str | None = None, num_cpus: int | None = None, cpus_per_worker: float = 1,
+                 chunk_size: int | None = None, version: int = 0,
+                 _crash_once: dict[str, Any] | None = None) -> None:
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
+        ray = _require_ray()
+        self._owns_ray = False
+        if not ray.is_initialized():
+            if address is None:
+                ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=address, log_to_driver=False)
+            self._owns_ray = True
+        self.n_workers = workers
+        self.model = model
+        self.model_kwargs = dict(model_kwargs or {})
+        self.cpus_per_worker = cpus_per_worker
+        self.chunk_size = chunk_size
+        self.version = version
+        self._weights_ref = None  # the latest synced weights (an ObjectRef or a path), for restarts
+        self._crash_once = _crash_once
+        self._cls = ray.remote(_Worker)
+        self.workers = [self._spawn() for _ in range(workers)]
+        # fail early (model load errors surface here, not mid-rollout)
+        ray.get([w.pid.remote() for w in self.workers])
+
+    def _spawn(self):
+        return self._cls.options(num_cpus=self.cpus_per_worker, max_restarts=0).remote(
+            self.model, self.model_kwargs, self._weights_ref, self.version, self._crash_once
+        )
+
+    def pids(self) -> list[int]:
+        ray = _require_ray()
+        return ray.get([w.pid.remote() for w in self.workers])
+
+    def sync_weights(self, weights: Any, version: int | None = None) -> int:
+        """Push new weights to every worker; returns the new version (``version`` or the old one + 1).
+
+        ``weights``: a checkpoint dir (str/Path; each worker reloads its replica from it: the
+        simplest choice with LoRA, whose merged checkpoint evolve already writes), a state dict
+        (``ray.put`` once, each worker ``load_state_dict``), or a model (a PEFT model's adapter is
+        merged first: :func:`merged_state_dict`). A worker started later (a restart) loads the
+        same weights.
+        """
+        ray = _require_ray()
+        if self.model is None:
+            raise RuntimeError("RayRollout was started without a model; nothing to sync")
+        if isinstance(weights, (str, Path)):
+            payload: Any = str(weights)
+        else:
+            sd = weights if isinstance(weights, Mapping) else merged_state_dict(weights)
+            payload = ray.put(dict(sd))
+        self.version = self.version + 1 if version is None else int(version)
+        ray.get([w.load_weights.remote(payload, self.version) for w in self.workers])
+        self._weights_ref = payload
+        return self.version
+
+    def __call__(
+        self,
+        envs: EnvFactory,
+        actor: Any,
+        tasks: list[Task],
+        *,
+        batch: int = 32,
+        max_turns: int = 30,
+        history: int = 0,
+        out_path: str | Path | None = None,
+        skills: Callable | None = None,
+        on_episode: Callable[[Trajectory], None] | None = None,
+        policy_version: int | None = None,
+    ) -> tuple[list[Trajectory], RayRolloutStats]:
+        """Run every task to the end on the workers; trajectories in task order, summed stats.
+
+        ``policy_version`` is accepted for signature compatibility; trajectories carry the version
+        each worker actually sampled with (the last :meth:`sync_weights`)."""
+        ray = _require_ray()
+        if skills is not None:
+            raise NotImplementedError(
+                "skills= (memory retrieval in the prompt: skill_prompt, planner) is not supported with the ray "
+                "backend yet; use the local backend for those runs"
+            )
+        if isinstance(actor, OracleActor):
+            kind, sampling, name = "oracle", None, actor.name
+        elif isinstance(actor, PolicyActor):
+            if self.model is None:
+                raise ValueError("a PolicyActor needs RayRollout(model=...) so the workers can load the policy")
+            kind, sampling, name = "policy", actor.sampling, actor.name
+        else:
+            raise TypeError(f"the ray backend runs OracleActor or PolicyActor, not {type(actor).__name__}")
+        stats = RayRolloutStats(workers=self.n_workers)
+        t0 = time.perf_counter()
+        n = len(tasks)
+        size = self.chunk_size or max(1, min(batch, -(-n // (2 * self.n_workers))))
+        queue: deque[list[tuple[int, Task]]] = deque(
+            list(enumerate(tasks))[i:i + size] for i in range(0, n, size)
+        )
+        done: dict[int, Trajectory] = {}
+        written = 0
+        pending: dict[Any, tuple[int, list[tuple[int, Task]]]] = {}  # ref -> (worker slot, chunk)
+
+        def dispatch(slot: int) -> None:
+            if not queue:
+                return
+            chunk = queue.popleft()
+            ref = self.workers[slot].run.remote(envs.name, envs.kwargs, kind, sampling, name, chunk, batch,
+                                                max_turns, history)
+            pending[ref] = (slot, chunk)
+            stats.chunks += 1
+
+        for slot in range(self.n_workers):
+            dispatch(slot)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            ref = ready[0]
+            slot, chunk = pending.pop(ref)
+            try:
+                res = ray.get(ref)
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+                    ray.exceptions.ObjectLostError):
+                # the worker died: replace it (current weights and version) and re-queue its chunk
+                stats.retried += len(chunk)
+                stats.restarts += 1
+                try:
+                    ray.kill(self.workers[slot], no_restart=True)
+                except Exception:  # noqa: BLE001 - already gone
+                    pass
+                self.workers[slot] = self._spawn()
+                queue.appendleft(chunk)
+                dispatch(slot)
+                continue
+            dispatch(slot)  # keep the worker busy before the driver does its bookkeeping
+            s = res["stats"]
+            stats.turns += s["turns"]
+            stats.tokens += s["tokens"]
+            stats.act_seconds += s["act_seconds"]
+            stats.env_seconds += s["env_seconds"]
+            stats.worker_wall_seconds += s["wall_seconds"]
+            stats.batch_sizes.extend(s["batch_sizes"])
+            for i, d in zip(res["indices"], res["trajectories"], strict=True):
+                if i in done:
+                    stats.duplicates += 1
+                    continue
+                traj = Trajectory.model_validate(d)
+                done[i] = traj
+                stats.episodes += 1
+                if on_episode is not None:
+                    on_episode(traj)
+            if out_path is not None:  # the finished prefix, in task order
+                prefix = []
+                while written in done:
+                    prefix.append(done[written])
+                    written += 1
+                if prefix:
+                    write_jsonl(out_path, prefix)
+        stats.wall_seconds = time.perf_counter() - t0
+        missing = [i for i in range(n) if i not in done]
+        if missing:  # pragma: no cover - would be a dispatch bug
+            raise RuntimeError(f"tasks {missing[:10]} never finished")
+        return [done[i] for i in range(n)], stats
+
+    def shutdown(self) -> None:
+        """Kill the workers (and the local Ray this object started, if any)."""
+        ray = _require_ray()
+        for w in self.workers:
+            try:
+                ray.kill(w, no_restart=True)
+            except Exception:  # noqa: BLE001
+                pass
+        self.workers = []
+        if self._owns_ray:
+            ray.shutdown()
+
+    def __enter__(self) -> RayRollout:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()

@@ -1,0 +1,133 @@
+"""Ray rollouts (agentsd.distributed): real Ray actors in a local Ray (2 CPUs), real process deaths.
+
+One Ray instance for the module (startup is ~10 s); the workers of each RayRollout reserve a quarter
+CPU each so several can coexist on the 2-CPU local Ray.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'agentsd[ray]'); ray backend untested")
+
+from agentsd.distributed import RayRollout  # noqa: E402
+from agentsd.policy.base import Sampling  # noqa: E402
+from agentsd.rollout import EnvFactory, OracleActor, PolicyActor, make_tasks, rollout  # noqa: E402
+from agentsd.trajectory import read_jsonl  # noqa: E402
+
+GREEDY = Sampling(temperature=0, max_new_tokens=8)
+KW = {"dtype": "float32", "autocast": False, "name": "tiny"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def envs():
+    return EnvFactory("sokoban", {"difficulty": "easy"})
+
+
+@pytest.fixture(scope="module")
+def rr(tiny_model_dir):
+    r = RayRollout(2, model=tiny_model_dir, model_kwargs=KW, cpus_per_worker=0.25, chunk_size=2)
+    yield r
+    r.shutdown()
+
+
+def _key(t):
+    return (t.seed, [x.response for x in t.turns], [x.reward for x in t.turns], t.success)
+
+
+def test_oracle_same_trajectories_as_in_process(rr, envs, tmp_path):
+    tasks = make_tasks(envs.cls, "test", 10)
+    local, _ = rollout(envs, OracleActor(), tasks, batch=4, max_turns=40)
+    seen = []
+    out = tmp_path / "t.jsonl"
+    remote, stats = rr(envs, OracleActor(), tasks, batch=4, max_turns=40, out_path=out, on_episode=seen.append)
+    assert [_key(t) for t in remote] == [_key(t) for t in local]
+    assert all(t.success for t in remote) and len(seen) == 10
+    assert [t.seed for t in read_jsonl(out)] == [t.seed for t in tasks]  # JSONL in task order
+    d = stats.to_dict()
+    assert d["episodes"] == 10 and d["retried"] == 0 and d["chunks"] == 5 and d["workers"] == 2
+    assert len(set(rr.pids())) == 2
+
+
+def test_tiny_model_greedy_same_actions(rr, envs, tiny_policy):
+    tasks = make_tasks(envs.cls, "test", 6)
+    local, _ = rollout(envs, PolicyActor(tiny_policy, GREEDY), tasks, batch=6, max_turns=3)
+    remote, stats = rr(envs, PolicyActor(tiny_policy, GREEDY), tasks, batch=6, max_turns=3)
+    assert [_key(t) for t in remote] == [_key(t) for t in local]
+    assert [t.turns[0].token_ids for t in remote] == [t.turns[0].token_ids for t in local]
+    assert stats.tokens > 0 and all(t.policy_version == 0 and t.policy == "tiny" for t in remote)
+
+
+def test_skills_rejected(rr, envs):
+    with pytest.raises(NotImplementedError, match="skills"):
+        rr(envs, OracleActor(), make_tasks(envs.cls, "test", 1), skills=lambda env, obs: "x")
+
+
+def test_weight_sync_changes_generations(rr, envs, tiny_model_dir, tmp_path):
+    import torch
+
+    from agentsd.policy.hf import HFPolicy
+
+    tasks = make_tasks(envs.cls, "test", 4)
+    rr_policy = HFPolicy(tiny_model_dir, **KW)  # the driver's copy, which the learner would train
+    before, _ = rr(envs, PolicyActor(rr_policy, GREEDY), tasks, max_turns=2)
+    # a "learner update" on the driver: perturb the output head
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        w = rr_policy.model.lm_head.weight
+        w.add_(torch.randn(w.shape, generator=g) * 2.0)
+    assert rr.sync_weights(rr_policy.model) == 1
+    after, _ = rr(envs, PolicyActor(rr_policy, GREEDY), tasks, max_turns=2)
+    expect, _ = rollout(envs, PolicyActor(rr_policy, GREEDY), tasks, batch=4, max_turns=2)
+    assert all(t.policy_version == 1 for t in after)
+    assert [_key(t) for t in after] == [_key(t) for t in expect]  # the workers sample from the new weights
+    assert [_key(t) for t in after] != [_key(t) for t in before]
+    # the same weights as a checkpoint dir: workers reload from the path
+    ckpt = tmp_path / "ckpt"
+    rr_policy.model.save_pretrained(ckpt)
+    rr_policy.tokenizer.save_pretrained(ckpt)
+    assert rr.sync_weights(ckpt, version=2) == 2
+    again, _ = rr(envs, PolicyActor(rr_policy, GREEDY), tasks, max_turns=2)
+    assert [_key(t) for t in again] == [_key(t) for t in expect] and {t.policy_version for t in again} == {2}
+
+
+def test_killed_worker_is_replaced_and_its_seeds_redispatched(rr, envs, tiny_policy):
+    """ray.kill a worker right after it was handed a chunk; the replacement loads the synced weights."""
+    tasks = make_tasks(envs.cls, "test", 10)
+    killed = []
+
+    def kill_once(_t):
+        if not killed:
+            victim = rr.workers[0]
+            killed.append(ray.get(victim.pid.remote()))
+            ray.kill(victim, no_restart=True)
+
+    trajs, stats = rr(envs, PolicyActor(tiny_policy, GREEDY), tasks, max_turns=3, on_episode=kill_once)
+    assert [t.seed for t in trajs] == [t.seed for t in tasks]  # every task once, in order
+    assert len({t.id for t in trajs}) == 10 and stats.episodes == 10
+    assert stats.retried > 0 and stats.restarts >= 1 and stats.to_dict()["retried"] == stats.retried
+    assert killed[0] not in rr.pids()
+    assert {t.policy_version for t in trajs} == {rr.version}
+
+
+def test_worker_exiting_on_a_seed_is_restarted(envs, tmp_path):
+    """A worker process that os._exit()s when it meets a chosen seed (the first time only)."""
+    tasks = make_tasks(envs.cls, "test", 9)
+    bad = tasks[4].seed
+    local, _ = rollout(envs, OracleActor(), tasks, batch=3, max_turns=40)
+    with RayRollout(2, cpus_per_worker=0.25, chunk_size=2,
+                    _crash_once={"seed": bad, "marker": str(tmp_path / "crashed")}) as r:
+        out = tmp_path / "t.jsonl"
+        trajs, stats = r(envs, OracleActor(), tasks, batch=3, max_turns=40, out_path=out)
+    assert (tmp_path / "crashed").exists()
+    assert stats.retried == 2 and stats.restarts == 1 and stats.duplicates == 0
+    assert [_key(t) for t in trajs] == [_key(t) for t in local]
+    back = list(read_jsonl(out))
+    assert [t.seed for t in back] == [t.seed for t in tasks]  # no task written twice
