@@ -21,6 +21,12 @@ machine; run with ``--threads 1`` there, as OpenMP threads spin while deschedule
   weights and the Python/torch runtime are in it too (``base_mib``: the resident set before the steps).
 - ``step_mib`` = peak − base: what a step adds on top of the loaded model.
 
+The resident set is what glibc malloc keeps, not only live tensors: with its default dynamic mmap
+threshold, freed activation blocks stay in the heap. Measured here, Skill-SD's peak was 1.46x GRPO's by
+default and 1.005x with ``MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESHOLD_=131072`` in the environment
+(the teacher's no-grad pass raises the threshold, and the student's pass then fragments the heap;
+``malloc_trim`` between the passes did not help: 1.37x). Set those variables to compare live memory.
+
 Targets (issue 4): Skill-SD step <= 1.6x GRPO step (judged on CPU seconds), Skill-SD peak memory <= 1.15x
 GRPO. Writes
 bench/results/bench_learning.json. Each learner step on 4 x ~470 tokens is tens of seconds on 2 CPU
