@@ -87,24 +87,29 @@ class RayRolloutStats(RolloutStats):
 
 
 def merged_state_dict(model: Any) -> dict[str, Any]:
-    """A plain (non-PEFT) CPU state dict of ``model``; a PEFT/LoRA model gets its adapter merged into
-    the base weights (merged, copied, then unmerged, so the learner's model is left as it was)."""
+    """A plain (non-PEFT) CPU state dict of ``model``; for a PEFT/LoRA model each LoRA layer's base
+    weight gets its adapter's delta added (``W + scale * B @ A``) in the copy, so the names and values
+    are those of the merged model while the learner's model is left untouched."""
     import torch
 
-    if hasattr(model, "peft_config") and hasattr(model, "merge_adapter"):
-        model.merge_adapter()
-        try:
-            sd = {}
-            for k, v in model.state_dict().items():
-                if "lora_" in k:
-                    continue
-                k = k.removeprefix("base_model.model.").replace(".base_layer.", ".")
-                sd[k] = v.detach().to("cpu", copy=True)
-        finally:
-            model.unmerge_adapter()
-        return sd
     with torch.no_grad():
-        return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        if not hasattr(model, "peft_config"):
+            return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        from peft.tuners.lora import LoraLayer
+
+        deltas = {}
+        for name, mod in model.named_modules():
+            if isinstance(mod, LoraLayer) and not mod.merged:
+                adapters = [a for a in mod.active_adapters if a in mod.lora_A]
+                if adapters:
+                    deltas[name + ".base_layer.weight"] = sum(mod.get_delta_weight(a) for a in adapters)
+        sd = {}
+        for k, v in model.state_dict().items():
+            if "lora_" in k:
+                continue
+            t = v.detach() + deltas[k].to(v.dtype) if k in deltas else v.detach()
+            sd[k.removeprefix("base_model.model.").replace(".base_layer.", ".")] = t.to("cpu", copy=True)
+        return sd
 
 
 class _Worker:
@@ -185,12 +190,17 @@ class RayRollout:
     workers). ``address``: a Ray cluster to join (``"auto"``, ``"ray://host:10001"``), None to start a
     local Ray with ``num_cpus``; an already initialized Ray is reused. ``cpus_per_worker``: the CPUs
     Ray reserves per worker (it also sets the worker's thread count). ``chunk_size``: tasks per
-    dispatch (None: about two chunks per worker, at most ``batch``).
+    dispatch (None: about two chunks per worker, at most ``batch``). ``max_retries``: how many times
+    one chunk may lose its worker before the rollout fails.
+
+    Ray's memory monitor kills workers when the whole node is above 95% memory, other processes
+    included; on a shared machine start Ray with ``RAY_memory_monitor_refresh_ms=0`` in the
+    environment (or a higher ``RAY_memory_usage_threshold``). An OOM-killed worker counts as a death.
     """
 
     def __init__(self, workers: int = 2, *, model: str | None = None, model_kwargs: Mapping[str, Any] | None = None,
                  address: str | None = None, num_cpus: int | None = None, cpus_per_worker: float = 1,
-                 chunk_size: int | None = None, version: int = 0,
+                 chunk_size: int | None = None, version: int = 0, max_retries: int = 3,
                  _crash_once: dict[str, Any] | None = None) -> None:
         if workers < 1:
             raise ValueError("workers must be >= 1")
@@ -207,6 +217,7 @@ class RayRollout:
         self.model_kwargs = dict(model_kwargs or {})
         self.cpus_per_worker = cpus_per_worker
         self.chunk_size = chunk_size
+        self.max_retries = max_retries
         self.version = version
         self._weights_ref = None  # the latest synced weights (an ObjectRef or a path), for restarts
         self._crash_once = _crash_once
@@ -288,6 +299,7 @@ class RayRollout:
         done: dict[int, Trajectory] = {}
         written = 0
         pending: dict[Any, tuple[int, list[tuple[int, Task]]]] = {}  # ref -> (worker slot, chunk)
+        tries: dict[int, int] = {}  # first task index of a chunk -> times its worker died
 
         def dispatch(slot: int) -> None:
             if not queue:
@@ -307,8 +319,12 @@ class RayRollout:
             try:
                 res = ray.get(ref)
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
-                    ray.exceptions.ObjectLostError):
+                    ray.exceptions.ObjectLostError, ray.exceptions.OutOfMemoryError) as e:
                 # the worker died: replace it (current weights and version) and re-queue its chunk
+                key = chunk[0][0]
+                tries[key] = tries.get(key, 0) + 1
+                if tries[key] > self.max_retries:
+                    raise RuntimeError(f"tasks {[i for i, _ in chunk]} lost their worker {tries[key]} times") from e
                 stats.retried += len(chunk)
                 stats.restarts += 1
                 try:
