@@ -33,6 +33,10 @@ bench: $(STAMP)
 	$(PY) bench/bench_craft.py
 	$(PY) bench/bench_rollout.py
 	$(PY) bench/bench_memory.py
+	$(PY) bench/bench_apps.py
+	$(PY) bench/bench_search.py
+	$(PY) bench/bench_learning.py
+	$(PY) bench/scale_rollouts.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check agentsd envs memory tests bench

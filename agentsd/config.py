@@ -122,6 +122,10 @@ class OnPolicySection(Strict):
     max_grad_norm: float | None = Field(1.0, gt=0.0)
     #: learner steps (each on the whole iteration batch) per iteration
     steps_per_iteration: int = Field(1, ge=1)
+    #: LM head applied this many completion positions at a time (checkpointed); null = all at once.
+    logprob_chunk: int | None = Field(128, ge=1)
+    #: The teacher's scoring runs the prompt prefix a micro-batch shares (system, skills) once; fp32 only.
+    teacher_share_prefix: bool = True
 
 
 class SkillsSection(Strict):
@@ -151,6 +155,19 @@ class LearningConfig(Strict):
 class EvalConfig(Strict):
     episodes: int = Field(32, ge=1)
     sampling: Sampling = Field(default_factory=lambda: Sampling(max_new_tokens=24, temperature=0.0))
+
+
+class BackendConfig(Strict):
+    """Where rollouts run: in the driver process (``local``) or on Ray actors (``ray``, needs
+    ``pip install 'agentsd[ray]'``; see docs/scaling.md)."""
+
+    kind: Literal["local", "ray"] = "local"
+    workers: int = Field(2, ge=1)
+    #: None: a local Ray; "auto" or "ray://host:10001": join a cluster.
+    address: str | None = None
+    #: CPUs of a local Ray (None: all).
+    num_cpus: int | None = Field(None, ge=1)
+    cpus_per_worker: float = Field(1.0, gt=0)
 
 
 class TrackingConfig(Strict):
@@ -185,6 +202,7 @@ class RunConfig(Strict):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    backend: BackendConfig = Field(default_factory=BackendConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -267,6 +285,11 @@ def check_combinations(cfg: RunConfig) -> None:
         raise ConfigError(
             f"mode=memory updates no weights after warm-start, so learning.algo={algo} would not run: "
             "use mode=both to train and plan, or learning.algo=none"
+        )
+    if cfg.backend.kind == "ray" and (algo == "skill_prompt" or cfg.mode != "distill"):
+        raise ConfigError(
+            "backend.kind=ray runs plain rollouts only: skills in the student prompt (learning.algo=skill_prompt) "
+            "and the planner (mode=memory|both) are not supported on Ray yet"
         )
     if algo in ("skill_sd", "skill_prompt") and not cfg.memory.enabled:
         raise ConfigError(f"learning.algo={algo} retrieves skills from the run's memory: set memory.enabled=true")

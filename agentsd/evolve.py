@@ -243,6 +243,16 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
     else:
         model_path = ckpt_path or cfg.model.name
     policy = load_policy(model_path, **model_kwargs(cfg.model))
+    # Rollouts on Ray actors (backend.kind=ray): each worker holds a replica, synced before a policy
+    # rollout whenever the weights changed since (``weights_version`` counts updates in this process).
+    ray_rollout = None
+    weights_version = 0
+    if cfg.backend.kind == "ray":
+        from agentsd.distributed import RayRollout
+
+        b = cfg.backend
+        ray_rollout = RayRollout(b.workers, model=model_path, model_kwargs=model_kwargs(cfg.model), address=b.address,
+                                 num_cpus=b.num_cpus, cpus_per_worker=b.cpus_per_worker, version=-1)
     r = cfg.rollout
     ws = cfg.learning.warmstart
     # Disjoint slices of the train range: demos first, then one fresh slice per iteration.
@@ -261,7 +271,12 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
             if progress:
                 progress(phase, finished, len(tasks))
 
-        trajs, stats = rollout(
+        run_rollout = rollout
+        if ray_rollout is not None:
+            if isinstance(actor, PolicyActor) and ray_rollout.version != weights_version:
+                ray_rollout.sync_weights(policy.model, version=weights_version)  # LoRA merged in a copy
+            run_rollout = ray_rollout
+        trajs, stats = run_rollout(
             envs, actor, tasks, batch=r.batch, max_turns=max_turns, history=r.history,
             out_path=out, on_episode=tick, skills=skills,
         )
@@ -294,6 +309,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
     def finetune(phase: str, trajs: list[Trajectory], lr: float, epochs: int, lora: bool, bs: int) -> dict:
         from agentsd.learn.sft import SFTConfig, examples_from_trajectories, sft
 
+        nonlocal weights_version
         examples = examples_from_trajectories(trajs)
         if not examples:
             return {"examples": 0}
@@ -306,6 +322,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
                 progress(phase + " (sft)", step, total)
 
         res = sft(policy.model, policy.tokenizer, examples, sft_cfg, progress=tick)
+        weights_version += 1
         policy.model = res.model
         return {"examples": len(examples), "final_loss": res.final_loss, "seconds": res.seconds}
 
@@ -363,6 +380,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
             rho_clip=op.rho_clip, micro_batch=op.micro_batch, teacher_mode=op.teacher_mode,
             sync_every=op.sync_every, ema_tau=op.ema_tau, lora=op.lora, reward=op.reward,
             max_grad_norm=op.max_grad_norm, bf16_autocast=cfg.model.autocast, seed=cfg.seed,
+            logprob_chunk=op.logprob_chunk, teacher_share_prefix=op.teacher_share_prefix,
         )
         if op.lora and learner_sd is None:
             # the weights under the adapter, kept for an exact resume (see the checkpoint layout)
@@ -536,6 +554,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
                 ckpt = _save_checkpoint(policy, run_dir, phase)
         elif onpolicy:
             learn_stats = learn_onpolicy(phase, trajs)
+            weights_version += 1
             ckpt = save_learner(phase, it)
         record(phase, "train", trajs, rstats, ckpt, learn=learn_stats, memory=mem_stats)
         m = result.phases[-1]["metrics"]
@@ -545,6 +564,8 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
     evaluate("eval_after")
 
     tracker.close()
+    if ray_rollout is not None:
+        ray_rollout.shutdown()
     if checkpointer is not None:
         checkpointer.conn.close()
     summary = {"name": cfg.name, "phases": result.phases}

@@ -159,3 +159,32 @@ def test_worker_exiting_on_a_seed_is_restarted(envs, tmp_path):
     assert [_key(t) for t in trajs] == [_key(t) for t in local]
     back = list(read_jsonl(out))
     assert [t.seed for t in back] == [t.seed for t in tasks]  # no task written twice
+
+
+def test_run_with_backend_ray_matches_in_process(tmp_path, tiny_model_dir):
+    """`agentsd run ... backend.kind=ray`: the same phases and, with greedy evaluation, the same metrics."""
+    import json
+
+    from agentsd.config import load_config
+    from agentsd.evolve import run
+
+    def cfg(name, *extra):
+        return load_config("sokoban", [
+            f"output_dir={tmp_path}", f"name={name}", f"model.name={tiny_model_dir}", "model.dtype=float32",
+            "model.autocast=false", "env.kwargs.brief=true", "learning.warmstart.episodes=2",
+            "learning.warmstart.batch_size=4", "eval.episodes=4", "rollout.batch=2", "rollout.max_turns=3",
+            "learning.iterations=1", "learning.algo=rft", "memory.enabled=false",
+            "eval.sampling.max_new_tokens=4", "rollout.sampling.max_new_tokens=4", *extra])
+
+    local = run(cfg("local"), log=lambda *a: None)
+    remote = run(cfg("ray", "backend.kind=ray", "backend.workers=2", "backend.cpus_per_worker=0.25"),
+                 log=lambda *a: None)
+    recs = [json.loads(x) for x in (remote.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["phase"] for r in recs] == ["warmstart", "eval_before", "iter_1", "eval_after"]
+    assert recs[1]["rollout"]["backend"] == "ray" and recs[1]["rollout"]["workers"] == 2
+    for a, b in zip(local.evals, remote.evals, strict=True):
+        assert a["metrics"]["episodes"] == b["metrics"]["episodes"] == 4
+        assert a["metrics"]["success"] == b["metrics"]["success"]
+        assert abs(a["metrics"]["return"] - b["metrics"]["return"]) < 1e-6
+    ev = list(read_jsonl(remote.run_dir / "trajectories" / "eval_after.jsonl"))
+    assert {t.policy_version for t in ev} == {1}  # the warm-started weights reached the workers
