@@ -155,6 +155,9 @@ class LearningConfig(Strict):
 class EvalConfig(Strict):
     episodes: int = Field(32, ge=1)
     sampling: Sampling = Field(default_factory=lambda: Sampling(max_new_tokens=24, temperature=0.0))
+    #: also evaluate after every ``every``-th iteration (phase ``eval_iter_<k>``): a learning curve.
+    #: 0: only before the first and after the last iteration.
+    every: int = Field(0, ge=0)
 
 
 class BackendConfig(Strict):

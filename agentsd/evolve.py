@@ -306,6 +306,12 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         m = result.phases[-1]["metrics"]
         log(f"{phase}: success {m['success']:.1%} return {m['return']:.2f} invalid {m['invalid_rate']:.1%}")
 
+    def curve_point(it: int) -> None:
+        """The learning curve's evaluation after iteration ``it`` (``eval.every``); the last iteration's
+        is ``eval_after``."""
+        if cfg.eval.every and it % cfg.eval.every == 0 and it < cfg.learning.iterations:
+            evaluate(f"eval_iter_{it}")
+
     def finetune(phase: str, trajs: list[Trajectory], lr: float, epochs: int, lora: bool, bs: int) -> dict:
         from agentsd.learn.sft import SFTConfig, examples_from_trajectories, sft
 
@@ -527,6 +533,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         phase = f"iter_{it}"
         start = train_cursor + (it - 1) * r.batch
         if state.done(phase):
+            curve_point(it)  # a run killed between the iteration and its evaluation
             continue
         tasks = make_tasks(envs.cls, "train", r.batch // r.group_size or 1, start=start, group_size=r.group_size)
         learn_stats: dict[str, Any] = {}
@@ -544,6 +551,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
             log(f"{phase}: planner train success {m['success']:.1%}; memory now {n1.get('skill', 0)} skills, "
                 f"{n1.get('guardrail', 0)} guardrails; {rstats['planner']['vetoes']} vetoes, "
                 f"{rstats['planner']['replans']} replans")
+            curve_point(it)
             continue
         trajs, rstats = phase_rollout(phase, PolicyActor(policy, r.sampling), tasks, skills=student_skills)
         mem_stats = remember(phase, trajs, it)
@@ -560,6 +568,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         m = result.phases[-1]["metrics"]
         fmt = _fmt_learn(learn_stats) if onpolicy else _fmt_sft(learn_stats)
         log(f"{phase}: train success {m['success']:.1%} invalid {m['invalid_rate']:.1%}; {fmt}")
+        curve_point(it)
 
     evaluate("eval_after")
 

@@ -112,3 +112,23 @@ def test_run_logs_every_phase_to_tensorboard(tmp_path, tiny_model_dir):
     success = acc.Scalars("eval/metrics/success")
     assert [e.step for e in success] == [2, 3]  # eval_before, eval_after (warmstart is phase 1)
     assert [e.value for e in success] == [p["metrics"]["success"] for p in res.evals]
+
+
+def test_eval_every_gives_a_learning_curve_and_resumes_it(tmp_path, tiny_model_dir):
+    cfg = _cfg(tmp_path, tiny_model_dir, **{"learning.iterations": 3, "eval.every": 1})
+
+    def boom(phase, done, total):
+        if phase == "eval_iter_2":
+            raise KeyboardInterrupt  # killed between iter_2 and its evaluation
+
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, progress=boom, log=lambda *a: None)
+    d = cfg.run_dir
+    assert _phases(d) == ["warmstart", "eval_before", "iter_1", "eval_iter_1", "iter_2"]
+    res = run(cfg, resume=True, log=lambda *a: None)
+    assert _phases(d) == ["warmstart", "eval_before", "iter_1", "eval_iter_1", "iter_2", "eval_iter_2",
+                          "iter_3", "eval_after"]  # the last iteration's point is eval_after
+    assert len(res.evals) == 4
+    from agentsd.report.collect import read_run
+
+    assert [p["phase"] for p in read_run(d)["curve"]] == ["eval_before", "eval_iter_1", "eval_iter_2", "eval_after"]
