@@ -88,6 +88,8 @@ from agentsd.trajectory import Trajectory, Turn
 if TYPE_CHECKING:
     import torch
 
+    from agentsd.learn.parallel import DataParallel
+
 Algo = Literal["grpo", "opd", "skill_sd", "skill_prompt", "sft"]
 TeacherMode = Literal["synced", "ema", "frozen", "live"]
 SkillsFor = Callable[[Turn, Trajectory], "str | None"]
@@ -456,6 +458,7 @@ def learner_step(
     optimizer: torch.optim.Optimizer | None = None,
     *,
     reference: Teacher | None = None,
+    dp: DataParallel | None = None,
 ) -> dict[str, float]:
     """One optimizer step of ``cfg.algo`` on ``samples`` (see the module docstring), then the teacher's
     update. ``model`` is the one being trained (from :func:`prepare_model`); ``reference`` a frozen
@@ -471,6 +474,11 @@ def learner_step(
     ``step_seconds``, ``tokens_per_s``, ``teacher_updated``, ``stepped``. Teacher keys are absent
     without a teacher, and GRPO keys for opd and sft. A batch with no tokens to train on (e.g. sft
     without a successful episode) takes no step (``stepped`` 0).
+
+    ``dp``: data parallelism (:mod:`agentsd.learn.parallel`). Every process passes the same ``samples``;
+    each scores and back-propagates every ``world``-th turn of the length-sorted batch, the gradients
+    are summed across processes before clipping, and every process steps identically. Stats are the
+    whole batch's.
     """
     import torch
 
@@ -501,7 +509,8 @@ def learner_step(
     pad_id = _pad_id(tokenizer)
     # Similar lengths together: less padding. The result does not depend on the order.
     used.sort(key=lambda s: len(s.prompt_ids) + len(s.completion_ids))
-    chunks = [used[i : i + cfg.micro_batch] for i in range(0, len(used), cfg.micro_batch)]
+    mine = dp.strided(used) if dp is not None else used
+    chunks = [mine[i : i + cfg.micro_batch] for i in range(0, len(mine), cfg.micro_batch)]
 
     # 1. Teacher (and reference) log-probs first, without grad: the teacher swaps its weights into the
     #    student's parameters, which must not happen while a student graph is alive. Only (B, T) kept.
@@ -564,6 +573,14 @@ def learner_step(
             loss.backward()
             loss_total += float(loss.detach())
 
+    if dp is not None:
+        dp.sum_grads(p for p in model.parameters() if p.requires_grad)
+        teacher_seconds = dp.max([teacher_seconds])[0]
+        loss_total, pg_total, sdl_total, ent_sum = dp.sum([loss_total, pg_total, sdl_total, ent_sum])
+        sum_keys = ("clip_frac", "ratio_mean", "kl", "k3", "logratio", "rho_mean", "rho_clip_frac")
+        acc.sums = dict(zip(sum_keys, dp.sum([acc.sums.get(k, 0.0) for k in sum_keys]), strict=True))
+        max_keys = ("ratio_max", "rho_max")
+        acc.maxes = dict(zip(max_keys, dp.max([acc.maxes.get(k, -math.inf) for k in max_keys]), strict=True))
     params = [p for p in model.parameters() if p.requires_grad and p.grad is not None]
     if cfg.max_grad_norm is not None:
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))

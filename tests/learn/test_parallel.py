@@ -1,0 +1,100 @@
+"""Data parallelism (agentsd.learn.parallel): work division, stats merging, and a learner step on two
+gloo processes under torchrun that equals one single-process step on the whole batch."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from agentsd.learn.onpolicy import OnPolicyConfig, build_samples, learner_step, make_teacher
+from agentsd.learn.parallel import DataParallel, merge_rollout_stats
+
+HERE = Path(__file__).parent
+
+
+def test_shares_cover_every_item_once_in_order():
+    for n in range(0, 12):
+        for world in (1, 2, 3, 5):
+            parts = [DataParallel(r, world).share(list(range(n))) for r in range(world)]
+            assert [x for p in parts for x in p] == list(range(n))
+            assert max(map(len, parts)) - min(map(len, parts)) <= 1
+            strided = sorted(x for r in range(world) for x in DataParallel(r, world).strided(list(range(n))))
+            assert strided == list(range(n))
+    with pytest.raises(ValueError, match="rank"):
+        DataParallel(2, 2)
+
+
+def test_single_process_is_not_a_launch(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert DataParallel.from_launch() is None
+
+
+def test_merged_rollout_stats_sum_counts_and_take_the_slowest_wall():
+    a = {"episodes": 2, "turns": 5, "tokens": 100, "act_seconds": 1.0, "env_seconds": 0.5, "wall_seconds": 2.0,
+         "tokens_per_s": 50.0, "mean_batch": 2.0}
+    b = {**a, "tokens": 300, "wall_seconds": 4.0}
+    m = merge_rollout_stats([a, b])
+    assert m["episodes"] == 4 and m["turns"] == 10 and m["tokens"] == 400 and m["wall_seconds"] == 4.0
+    assert m["tokens_per_s"] == 100.0 and m["processes"] == 2
+    assert merge_rollout_stats([a]) == a
+
+
+@pytest.fixture(scope="module")
+def batch(tiny_model_dir):
+    """Sampled episodes of the toy counter env with varied returns (nonzero advantages)."""
+    from agentsd.envs import register
+    from agentsd.policy.base import Sampling
+    from agentsd.policy.hf import HFPolicy
+    from agentsd.rollout import EnvFactory, PolicyActor, make_tasks, rollout
+
+    register("counter", "toyenv:CounterEnv")
+    policy = HFPolicy(tiny_model_dir, dtype="float32", autocast=False, name="tiny")
+    envs = EnvFactory("counter", {"max_steps": 2})
+    tasks = make_tasks(envs.cls, "train", 3, start=20, group_size=2)
+    trajs, _ = rollout(envs, PolicyActor(policy, Sampling(temperature=1.0, max_new_tokens=10, seed=0)), tasks, batch=len(tasks))
+    for i, t in enumerate(trajs):
+        t.turns[-1].reward = float(i % 3)
+    return trajs
+
+
+def _skills(turn, traj):
+    return "Skill: count towards the target one step at a time."
+
+
+@pytest.mark.parametrize("algo", ["grpo", "skill_sd"])
+def test_two_process_step_equals_one_process_step(algo, batch, tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    cfg = OnPolicyConfig(algo=algo, lora=False, lam=0.5, micro_batch=2, max_grad_norm=1.0, teacher_mode="frozen")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    teacher = make_teacher(model, cfg, skills_for=_skills)
+    samples = build_samples(batch, tokenizer, cfg, teacher=teacher).samples
+    assert len(samples) >= 5  # an odd split: the two processes get different numbers of turns
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    ref = learner_step(model, tokenizer, samples, cfg, teacher, torch.optim.SGD(model.parameters(), lr=1.0))
+    ref_update = {n: p.detach() - before[n] for n, p in model.named_parameters()}
+
+    torch.save({"cfg": cfg.model_dump(), "samples": samples}, tmp_path / "job.pt")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("WORLD_SIZE", None)
+    port = 29500 + os.getpid() % 1000
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+         str(HERE / "dp_worker.py"), tiny_model_dir, str(tmp_path / "job.pt"), str(tmp_path / "out.pt")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = torch.load(tmp_path / "out.pt", weights_only=False)
+    biggest = max(float(u.abs().max()) for u in ref_update.values())
+    assert biggest > 1e-4  # the step moved the weights
+    for n, u in ref_update.items():
+        torch.testing.assert_close(got["update"][n], u, rtol=1e-4, atol=1e-6)
+    for k in ("loss", "grpo_loss", "entropy", "tokens", "samples", "grad_norm", "clip_frac", "ratio_max"):
+        assert got["stats"][k] == pytest.approx(ref[k], rel=1e-5, abs=1e-7), k
+    if algo == "skill_sd":
+        for k in ("sdl", "kl", "rho_mean", "rho_max"):
+            assert got["stats"][k] == pytest.approx(ref[k], rel=1e-5, abs=1e-7), k
