@@ -124,6 +124,8 @@ def run(
             cfg = _load_cfg(None, str(saved), ov)
         # Without --name every run gets a fresh directory, so `make run` can be repeated safely.
         cfg.name = name or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if int(os.environ.get("RANK", "0") or 0) > 0:
+            console.quiet = True  # a data-parallel launch: only the main process prints
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from agentsd.evolve import run as run_recipe

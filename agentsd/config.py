@@ -57,6 +57,10 @@ class RolloutConfig(Strict):
     max_turns: int = Field(30, ge=1)
     #: Previous (observation, answer) pairs kept in the prompt.
     history: int = Field(0, ge=0)
+    #: First train seed index of iteration 1 (later iterations follow on); null = right after the
+    #: warm-start demos. Set it when starting from another run's warm-started checkpoint, so the
+    #: iterations do not revisit the levels it was trained on.
+    train_start: int | None = Field(None, ge=0)
     sampling: Sampling = Field(default_factory=lambda: Sampling(max_new_tokens=24, temperature=1.0))
 
 
@@ -126,6 +130,10 @@ class OnPolicySection(Strict):
     logprob_chunk: int | None = Field(128, ge=1)
     #: The teacher's scoring runs the prompt prefix a micro-batch shares (system, skills) once; fp32 only.
     teacher_share_prefix: bool = True
+    #: opd only: a separate fixed teacher (local model dir or embedded name, same tokenizer); null = the
+    #: student's initial weights (then the teacher equals the student at the start: a KL anchor that
+    #: moves nothing until the student drifts)
+    teacher_model: str | None = None
 
 
 class SkillsSection(Strict):
@@ -155,6 +163,8 @@ class LearningConfig(Strict):
 class EvalConfig(Strict):
     episodes: int = Field(32, ge=1)
     sampling: Sampling = Field(default_factory=lambda: Sampling(max_new_tokens=24, temperature=0.0))
+    #: episodes run at once in an evaluation; null = ``rollout.batch``
+    batch: int | None = Field(None, ge=1)
     #: also evaluate after every ``every``-th iteration (phase ``eval_iter_<k>``): a learning curve.
     #: 0: only before the first and after the last iteration.
     every: int = Field(0, ge=0)
@@ -279,9 +289,16 @@ def _format_validation(err: ValidationError) -> str:
     return f"bad config value for {loc!r}: {e['msg']}"
 
 
-def check_combinations(cfg: RunConfig) -> None:
-    """Settings that are valid alone but not together; raises ConfigError."""
+def check_combinations(cfg: RunConfig, *, world: int = 1) -> None:
+    """Settings that are valid alone but not together; raises ConfigError. ``world``: processes of a
+    data-parallel launch (torchrun / accelerate launch)."""
     algo = cfg.learning.algo
+    if world > 1 and (cfg.backend.kind == "ray" or cfg.mode != "distill" or algo == "skill_prompt"):
+        raise ConfigError(
+            f"a data-parallel launch ({world} processes) runs mode=distill with plain rollouts in every process: "
+            "backend.kind=ray, the planner (mode=memory|both) and learning.algo=skill_prompt (memory read "
+            "during rollouts, which only the main process holds) are not supported there"
+        )
     if cfg.mode in ("memory", "both") and not cfg.memory.enabled:
         raise ConfigError(f"mode={cfg.mode} runs the planner over the run's memory: set memory.enabled=true")
     if cfg.mode == "memory" and algo not in ("none", "rft"):
@@ -306,6 +323,8 @@ def check_combinations(cfg: RunConfig) -> None:
             )
         if s.regex is not None or s.json_schema is not None:
             raise ConfigError(f"learning.algo={algo} cannot learn from constrained rollouts (rollout.sampling.regex/json_schema)")
+    if cfg.learning.onpolicy.teacher_model is not None and algo != "opd":
+        raise ConfigError(f"learning.onpolicy.teacher_model is opd's fixed teacher; learning.algo={algo} does not use it")
     if cfg.model.name.startswith(("openai:", "vllm:")) and algo in ONPOLICY_ALGOS:
         raise ConfigError(f"learning.algo={algo} trains the model in-process: model.name must be a local model (hf)")
 

@@ -40,7 +40,7 @@ from typing import Any
 from agentsd.config import ONPOLICY_ALGOS, ModelConfig, RunConfig, check_combinations, dump_config
 from agentsd.metrics import summarize
 from agentsd.rollout import EnvFactory, OracleActor, PolicyActor, make_tasks, rollout
-from agentsd.trajectory import Trajectory
+from agentsd.trajectory import Trajectory, write_jsonl
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -80,8 +80,9 @@ class RunResult:
 class RunState:
     """state.json: the phases finished so far and where the latest weights are."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, *, write: bool = True):
         self.path = run_dir / "state.json"
+        self.write = write  # False in the non-main processes of a data-parallel launch
         self.data: dict[str, Any] = {"done": [], "checkpoint": None, "phases": []}
         if self.path.exists():
             self.data = json.loads(self.path.read_text())
@@ -94,6 +95,8 @@ class RunState:
         self.data["phases"].append(record)
         if checkpoint is not None:
             self.data["checkpoint"] = checkpoint
+        if not self.write:
+            return
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=1))
         tmp.replace(self.path)  # atomic: a kill never leaves a half-written state
@@ -214,18 +217,69 @@ def model_kwargs(m: ModelConfig) -> dict[str, Any]:
     return kw
 
 
+def _quiet(*_a: Any, **_k: Any) -> None:
+    return None
+
+
+def _parallel_rollout(dp: Any, phase: str, envs: EnvFactory, actor: Any, tasks: list, r: Any, batch: int,
+                      max_turns: int,
+                      out: Path, tick: Callable[[Trajectory], None], skills: Any, seed: int
+                      ) -> tuple[list[Trajectory], dict[str, Any]]:
+    """A phase's rollouts split across the processes of a data-parallel launch: each plays a contiguous
+    share of ``tasks`` with its own RNG stream (seeded from the run seed, the phase and its rank, so a
+    resumed phase replays the same way and group members on different processes are not duplicates);
+    every process gets all trajectories back in task order; the main process writes the phase file."""
+    import zlib
+
+    from agentsd.learn.parallel import merge_rollout_stats
+
+    _seed_everything(zlib.crc32(f"{seed}/{phase}/{dp.rank}".encode()))
+    if isinstance(actor, PolicyActor) and actor.sampling.seed is not None:
+        actor = PolicyActor(actor.policy, actor.sampling.model_copy(update={"seed": actor.sampling.seed + 7919 * dp.rank}))
+    mine, stats = rollout(envs, actor, dp.share(tasks), batch=batch, max_turns=max_turns, history=r.history,
+                          on_episode=tick if dp.is_main else None, skills=skills)
+    trajs = dp.gather(mine)
+    merged = merge_rollout_stats(dp.gather([stats.to_dict()]))
+    if dp.is_main:
+        write_jsonl(out, trajs, append=False)
+    return trajs, merged
+
+
 def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = None, log=print) -> RunResult:
+    from agentsd.learn.parallel import DataParallel
     from agentsd.policy import load_policy
 
-    run_dir = _prepare_dir(cfg, resume)
-    state = RunState(run_dir)
+    # Launched as N processes (torchrun / accelerate launch): data parallel, see agentsd.learn.parallel.
+    # The main process owns the run directory, memory, checkpoints and logs; the others roll out their
+    # share of each phase and back-propagate their share of each learner step.
+    dp = DataParallel.from_launch()
+    main = dp is None or dp.is_main
+    if dp is not None:
+        cfg = cfg.model_copy(deep=True)
+        cfg.name = dp.broadcast(cfg.name)  # a timestamped default name differs between processes
+        if cfg.model.device.startswith("cuda"):
+            cfg.model.device = str(dp.device)
+        if not main:
+            log, progress = _quiet, None
+    check_combinations(cfg, world=dp.world if dp is not None else 1)
+    error = None
+    if main:
+        try:
+            _prepare_dir(cfg, resume)
+        except FileExistsError as e:
+            error = str(e)
+    if dp is not None:
+        error = dp.broadcast(error)  # every process fails alike rather than waiting for the main one
+    if error:
+        raise FileExistsError(error)
+    run_dir = cfg.run_dir
+    state = RunState(run_dir, write=main)
     from agentsd.tracking import Tracker
 
-    tracker = Tracker.from_config(cfg, run_dir)
+    tracker = Tracker.from_config(cfg, run_dir) if main else Tracker(None, tensorboard=False)
     result = RunResult(cfg.name, run_dir, phases=list(state.data["phases"]))
 
     # --- build ----------------------------------------------------------------------------------
-    check_combinations(cfg)
     _seed_everything(cfg.seed)  # sampling draws from the global RNGs; a resumed learner restores its own
     envs = EnvFactory(cfg.env.name, cfg.env.kwargs)
     algo = cfg.learning.algo
@@ -256,10 +310,10 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
     r = cfg.rollout
     ws = cfg.learning.warmstart
     # Disjoint slices of the train range: demos first, then one fresh slice per iteration.
-    train_cursor = ws.episodes
+    train_cursor = ws.episodes if r.train_start is None else r.train_start
 
     def phase_rollout(phase: str, actor, tasks, max_turns: int = r.max_turns,
-                      skills=None) -> tuple[list[Trajectory], dict[str, Any]]:
+                      skills=None, batch: int = r.batch) -> tuple[list[Trajectory], dict[str, Any]]:
         out = run_dir / "trajectories" / f"{phase}.jsonl"
         out.unlink(missing_ok=True)  # a phase interrupted earlier is redone from scratch
 
@@ -271,13 +325,15 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
             if progress:
                 progress(phase, finished, len(tasks))
 
+        if dp is not None:
+            return _parallel_rollout(dp, phase, envs, actor, tasks, r, batch, max_turns, out, tick, skills, cfg.seed)
         run_rollout = rollout
         if ray_rollout is not None:
             if isinstance(actor, PolicyActor) and ray_rollout.version != weights_version:
                 ray_rollout.sync_weights(policy.model, version=weights_version)  # LoRA merged in a copy
             run_rollout = ray_rollout
         trajs, stats = run_rollout(
-            envs, actor, tasks, batch=r.batch, max_turns=max_turns, history=r.history,
+            envs, actor, tasks, batch=batch, max_turns=max_turns, history=r.history,
             out_path=out, on_episode=tick, skills=skills,
         )
         return trajs, stats.to_dict()
@@ -285,13 +341,16 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
     def record(phase: str, kind: str, trajs, rstats, checkpoint: str | None = None, **extra) -> None:
         rec = {"phase": phase, "kind": kind, "metrics": summarize(trajs), "rollout": rstats,
                "time": time.time(), **extra}
-        with open(run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        if main:
+            with open(run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(rec) + "\n")
         state.mark(rec, checkpoint)
         tracker.log_phase(rec, step=len(state.data["phases"]))  # phase index: stable across resume
-        if checkpoint is not None:
+        if checkpoint is not None and main:
             _prune_checkpoints(run_dir, checkpoint)
         result.phases.append(rec)
+        if dp is not None:
+            dp.barrier()  # the next phase starts on a state.json every process agrees with
 
     def evaluate(phase: str) -> None:
         if state.done(phase):
@@ -301,10 +360,14 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
             trajs, rstats = planner_rollout(phase, tasks, frozen=True, sampling=cfg.eval.sampling)
         else:
             trajs, rstats = phase_rollout(phase, PolicyActor(policy, cfg.eval.sampling), tasks,
-                                          skills=student_skills)
+                                          skills=student_skills, batch=cfg.eval.batch or r.batch)
         record(phase, "eval", trajs, rstats)
         m = result.phases[-1]["metrics"]
         log(f"{phase}: success {m['success']:.1%} return {m['return']:.2f} invalid {m['invalid_rate']:.1%}")
+
+    def save_weights(phase: str) -> str:
+        path = _save_checkpoint(policy, run_dir, phase) if main else None
+        return dp.broadcast(path) if dp is not None else path
 
     def curve_point(it: int) -> None:
         """The learning curve's evaluation after iteration ``it`` (``eval.every``); the last iteration's
@@ -327,16 +390,22 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
             if progress:
                 progress(phase + " (sft)", step, total)
 
-        res = sft(policy.model, policy.tokenizer, examples, sft_cfg, progress=tick)
+        stats = None
+        if main:  # SFT is cheap next to rollouts: the main process trains, the others receive the weights
+            res = sft(policy.model, policy.tokenizer, examples, sft_cfg, progress=tick)
+            policy.model = res.model
+            stats = {"examples": len(examples), "final_loss": res.final_loss, "seconds": res.seconds}
+        if dp is not None:
+            dp.broadcast_params(policy.model)
+            stats = dp.broadcast(stats)
         weights_version += 1
-        policy.model = res.model
-        return {"examples": len(examples), "final_loss": res.final_loss, "seconds": res.seconds}
+        return stats
 
     # --- memory: summarize train-split trajectories into skills and guardrails ---------------------
     memory = None
     summarizer = None
     mc = cfg.memory
-    if mc.enabled:
+    if mc.enabled and main:  # one writer: the main process (the skills it retrieves go out in the samples)
         from agentsd.memory import DiagnosticSummarizer, SkillMemory
 
         memory = SkillMemory(
@@ -388,7 +457,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
             max_grad_norm=op.max_grad_norm, bf16_autocast=cfg.model.autocast, seed=cfg.seed,
             logprob_chunk=op.logprob_chunk, teacher_share_prefix=op.teacher_share_prefix,
         )
-        if op.lora and learner_sd is None:
+        if op.lora and learner_sd is None and main:
             # the weights under the adapter, kept for an exact resume (see the checkpoint layout)
             base = run_dir / "checkpoints" / BASE_DIR
             tmp = base.with_name(BASE_DIR + ".tmp")
@@ -399,11 +468,17 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
             if base.exists():
                 shutil.rmtree(base)
             tmp.rename(base)
+        if dp is not None:
+            dp.barrier()
         # peft injects the LoRA layers into policy.model's own modules, so policy.model (which the
         # rollouts generate with) runs the live adapter: no merge, no weight copy after a step.
         net = prepare_model(policy.model, opcfg)
         opt = make_optimizer(net, opcfg)
-        teacher = make_teacher(net, opcfg, skills_for=skills_for)
+        teacher_model = None
+        if op.teacher_model is not None:  # opd's fixed teacher: reloaded as it is on resume
+            teacher_model = load_policy(op.teacher_model, **model_kwargs(cfg.model)).model
+            teacher_model.requires_grad_(False)
+        teacher = make_teacher(net, opcfg, skills_for=skills_for, teacher_model=teacher_model)
         reference = Teacher(net, "frozen") if opcfg.kl_coef > 0 and algo != "sft" else None
         if learner_sd is not None:
             import torch
@@ -425,11 +500,13 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         from agentsd.learn.onpolicy import build_samples, learner_step
 
         opcfg, net, teacher = learner["cfg"], learner["net"], learner["teacher"]
-        batch = build_samples(trajs, policy.tokenizer, opcfg, teacher=teacher)
+        batch = build_samples(trajs, policy.tokenizer, opcfg, teacher=teacher) if main else None
+        if dp is not None:
+            batch = dp.broadcast(batch)  # the teacher's skills come from the main process's memory
         steps = []
         for k in range(op.steps_per_iteration):
             steps.append(learner_step(net, policy.tokenizer, batch.samples, opcfg, teacher, learner["opt"],
-                                      reference=learner["reference"]))
+                                      reference=learner["reference"], dp=dp))
             if progress:
                 progress(phase + " (learn)", k + 1, op.steps_per_iteration)
         return {**steps[-1], "steps": len(steps), "first_loss": steps[0]["loss"], "episodes": batch.episodes,
@@ -458,8 +535,11 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
 
         # With LoRA the checkpoint's model is a merged copy (a plain model load_policy reads); the live
         # adapter stays in place for the next iteration.
-        merged = copy.deepcopy(net).merge_and_unload() if lora else None
-        return _save_checkpoint(policy, run_dir, phase, model=merged, extra=extra)
+        path = None
+        if main:
+            merged = copy.deepcopy(net).merge_and_unload() if lora else None
+            path = _save_checkpoint(policy, run_dir, phase, model=merged, extra=extra)
+        return dp.broadcast(path) if dp is not None else path
 
     # --- retrieval: the skills block for a task and observation (skill_sd teacher, skill_prompt student)
     sk = cfg.learning.skills
@@ -517,7 +597,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         good = [t for t in demos if t.success]
         mem_stats = remember("warmstart", demos, 0) if mc.from_warmstart else {}
         sft_stats = finetune("warmstart", good, ws.lr, ws.epochs, ws.lora, ws.batch_size)
-        ckpt = _save_checkpoint(policy, run_dir, "warmstart")
+        ckpt = save_weights("warmstart")
         record("warmstart", "train", demos, rstats, ckpt, sft=sft_stats, memory=mem_stats)
         log(f"warmstart: {len(good)}/{len(demos)} oracle demos solved; {_fmt_sft(sft_stats)}")
 
@@ -559,7 +639,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
             wins = [t for t in trajs if t.success]
             learn_stats = finetune(phase, wins, cfg.learning.lr, 1, ws.lora, ws.batch_size)
             if learn_stats["examples"]:
-                ckpt = _save_checkpoint(policy, run_dir, phase)
+                ckpt = save_weights(phase)
         elif onpolicy:
             learn_stats = learn_onpolicy(phase, trajs)
             weights_version += 1
@@ -581,5 +661,6 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
     if memory is not None:
         summary["memory"] = {"path": str(memory.path), **memory.stats()}
         memory.close()
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    if main:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return result

@@ -219,3 +219,26 @@ def test_onpolicy_keys_load():
                                   "learning.onpolicy.teacher_mode=ema", "learning.skills.k=2"])
     assert cfg.learning.onpolicy.lam == 0.01 and cfg.learning.onpolicy.teacher_mode == "ema"
     assert cfg.learning.skills.k == 2
+
+
+def test_opd_with_a_separate_teacher_model_and_a_train_start(tmp_path, tiny_model_dir):
+    """learning.onpolicy.teacher_model gives opd a real teacher (a different model: nonzero SDL at the
+    first step, where the default teacher equals the student); rollout.train_start moves the
+    iterations' train seeds; eval.batch is accepted."""
+    from agentsd.policy.tiny import build_tiny_model
+
+    other = build_tiny_model(tmp_path / "other", vocab_source=tiny_model_dir, seed=7)
+    base = run(_cfg(tmp_path, tiny_model_dir, "opd", name="anchor"), log=lambda *a: None)
+    res = run(_cfg(tmp_path, tiny_model_dir, "opd", name="teacher", **{
+        "learning.onpolicy.teacher_model": other, "rollout.train_start": 50, "eval.batch": 1}), log=lambda *a: None)
+    anchor, taught = _records(base.run_dir)[2]["learn"], _records(res.run_dir)[2]["learn"]
+    assert anchor["kl"] == pytest.approx(0.0, abs=1e-6)  # the initial weights: teacher == student
+    assert taught["kl"] > 1e-3 and taught["sdl"] > 1e-3
+    seeds = sorted({t.seed for t in read_jsonl(res.run_dir / "trajectories" / "iter_1.jsonl")})
+    from agentsd.config import check_combinations
+    from agentsd.rollout import EnvFactory
+
+    train = EnvFactory("sokoban", {}).cls.seeds("train")
+    assert seeds == [train[50], train[51]]
+    with pytest.raises(ConfigError, match="teacher_model"):
+        check_combinations(load_config("sokoban", ["learning.algo=grpo", f"learning.onpolicy.teacher_model={other}"]))

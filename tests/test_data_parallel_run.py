@@ -1,0 +1,74 @@
+"""`agentsd run` launched as two data-parallel processes (torchrun, gloo on CPU) on the tiny model:
+one run directory, every episode once, the learner stepping in both processes, and resume."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from agentsd.config import ConfigError, load_config
+from agentsd.evolve import run
+from agentsd.trajectory import read_jsonl
+
+
+def _overrides(tmp_path, model_dir):
+    return [
+        f"output_dir={tmp_path}", f"model.name={model_dir}", "env.kwargs.brief=true",
+        "learning.warmstart.episodes=2", "learning.warmstart.batch_size=2", "eval.episodes=3",
+        "rollout.batch=4", "rollout.group_size=2", "rollout.max_turns=2", "learning.iterations=1",
+        "learning.algo=skill_sd", "memory.enabled=true", "eval.sampling.max_new_tokens=4",
+        "rollout.sampling.max_new_tokens=4", "learning.onpolicy.micro_batch=2", "tracking.tensorboard=false",
+    ]
+
+
+def _launch(tmp_path, model_dir, name, *extra):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        env.pop(k, None)
+    port = 29000 + (os.getpid() + len(name)) % 1000
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+         "-m", "agentsd", "run", "--env", "sokoban", "--name", name, *extra, *_overrides(tmp_path, model_dir)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+def _phases(d):
+    return [json.loads(x)["phase"] for x in (d / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_process_run_plays_every_episode_once_and_resumes(tmp_path, tiny_model_dir):
+    proc = _launch(tmp_path, tiny_model_dir, "dp")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    d = tmp_path / "dp"
+    assert _phases(d) == ["warmstart", "eval_before", "iter_1", "eval_after"]
+    recs = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    it = next(r for r in recs if r["phase"] == "iter_1")
+    assert it["rollout"]["processes"] == 2 and it["rollout"]["episodes"] == 4
+    assert it["learn"]["stepped"] == 1 and it["learn"]["samples"] > 0 and "kl" in it["learn"]
+    train = list(read_jsonl(d / "trajectories" / "iter_1.jsonl"))
+    assert sorted(t.seed for t in train) == sorted([train[0].seed] * 2 + [train[2].seed] * 2)  # 2 groups of 2
+    ev = list(read_jsonl(d / "trajectories" / "eval_after.jsonl"))
+    assert sorted(t.seed for t in ev) == sorted({t.seed for t in ev}) and len(ev) == 3  # each test task once
+    assert (d / "checkpoints" / "iter_1").is_dir() and (d / "memory" / "memory.sqlite").exists()
+    assert proc.stdout.count("outputs in") == 1, proc.stdout  # only the main process prints
+    # the same config in one process plays the same tasks
+    single = run(load_config("sokoban", ["name=single", *_overrides(tmp_path, tiny_model_dir)]), log=lambda *a: None)
+    one = list(read_jsonl(single.run_dir / "trajectories" / "iter_1.jsonl"))
+    assert sorted(t.seed for t in one) == sorted(t.seed for t in train)
+    # resume: a finished run resumes to nothing new, in both processes
+    again = _launch(tmp_path, tiny_model_dir, "dp", "--resume")
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert _phases(d) == ["warmstart", "eval_before", "iter_1", "eval_after"]
+
+
+def test_data_parallel_refuses_what_it_cannot_split(tiny_model_dir):
+    from agentsd.config import check_combinations
+
+    cfg = load_config("sokoban", [f"model.name={tiny_model_dir}", "mode=memory", "memory.enabled=true",
+                                  "learning.algo=none"])
+    check_combinations(cfg)
+    with pytest.raises(ConfigError, match="data-parallel"):
+        check_combinations(cfg, world=2)
