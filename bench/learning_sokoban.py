@@ -1,0 +1,478 @@
+"""Learning on Sokoban easy: GRPO vs OPD vs Skill-SD from one warm-start, at the same rollout budget.
+
+    python bench/learning_sokoban.py [--seeds 3] [--iterations 3] [--arms grpo,opd,skill_sd] [--batch 4]
+        [--group-size 4] [--max-turns 8] [--test 16] [--warmstart 8] [--model DIR]
+
+The learning benchmark of issue 4. Per seed s, one warm-start (``agentsd run`` with config ``sokoban``,
+``env.kwargs.difficulty=easy``, ``learning.iterations=0``, run ``warmstart-s<s>``): SFT on ``--warmstart``
+oracle demonstrations (train seeds 0..W-1), with memory enabled so the demos build a skill memory. It is
+shared by every arm of that seed, and its final test success (``eval_after``) is iteration 0 of every arm.
+Then per arm (``grpo``, ``opd``, ``skill_sd``) one run ``<arm>-s<s>`` from the warm-start checkpoint
+(``model.name=<checkpoint>``, ``learning.warmstart.episodes=0``, ``learning.algo=<arm>``,
+``eval.every=1``). ``MemoryConfig`` has no "start from this memory" option (``memory.dir`` would make all
+arms write into one shared store), so before an arm's run starts the warm-start run's ``memory/`` is copied
+into ``<arm run>/memory``, where ``run()`` opens it by default: every arm starts from the same skills
+(built from train-seed demos only) and adds its own train episodes to its own copy; only skill_sd's
+teacher reads it.
+
+Budget, identical for every arm and seed: ``--iterations`` N iterations, each ``--batch`` episodes on fresh
+train seeds (``batch / group-size`` seeds x ``--group-size`` rollouts each, temperature 1), at most
+``--max-turns`` turns and 12 new tokens per turn, then 1 learner step (LoRA r16, lr 2e-5) on all the
+iteration's turns; after every iteration ``--test`` greedy test episodes on test seeds 0.. (the same
+tasks for every arm and seed). Defaults: 3 iterations x 4 episodes (1 seed x group of 4) x <= 8 turns,
+16 test episodes, 8 demos for the warm-start.
+
+Seeds differ in the warm-start's SFT (LoRA init, shuffling), the sampling RNG and the learner's LoRA init;
+the train and test tasks are the same for every seed (``run()`` picks them from fixed ranges). The arms'
+iterations start right after the warm-start's demo levels (``rollout.train_start``), so no arm trains on a
+level the warm-start saw. ``opd`` here distils from the frozen initial weights without skills (no
+``learning.onpolicy.teacher_model``: there is no second model for this tokenizer on this machine), so its
+teacher equals the student at the start and its gradient is 0 until the student drifts: a KL-anchor
+control that should stay near the warm-start. Each arm's own ``eval_before`` re-evaluates the warm-start checkpoint (a consistency
+check, reported in the JSON; it costs one extra evaluation per arm and seed).
+
+Table: test success per arm and iteration, mean over seeds with a 95% t-interval; each arm's paired
+difference (per seed) to the warm-start at the last iteration, and skill_sd - grpo. The issue's aim is
+skill_sd >= grpo + 5 points at equal budget with both above the warm-start; the script prints the measured
+differences, it does not tune anything towards them. Runs live in ``--work``; a finished run is read back
+from its run directory and not redone, an interrupted one is resumed (``resume=True``). Writes JSON
+(``--out``) and a PNG next to it.
+
+Time: not measured with the embedded model (the default). For scale, configs/sweeps/small.yaml measured
+on the shared 2-core CPU: warm-start SFT on 6 demos 166 s, an eval ~100 s, a skill_sd learner step on 96
+turns 727 s; with these defaults a run has 4 evaluations and 3 learner steps on <= 32 turns each. Disk:
+each arm run keeps two model copies (``checkpoints/base`` and the latest iteration, ~0.5 GB each for
+smollm2-135m in fp32) plus ``learner.pt`` (~80 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+ARMS = ("grpo", "opd", "skill_sd")
+WARM = "warmstart"
+WALL_FILE = "bench_wall.json"  # per run: wall seconds of each attempt of this script
+AIM_POINTS = 0.05  # issue 4: skill_sd >= grpo + 5 points
+# two-sided 95% t quantiles by degrees of freedom (n - 1); normal beyond
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def t_ci(xs: list[float]) -> tuple[float, float]:
+    n = len(xs)
+    if n == 0:
+        return (float("nan"), float("nan"))
+    m = sum(xs) / n
+    if n == 1:
+        return (m, float("nan"))
+    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1))
+    return (m, T95.get(n - 1, 1.96) * sd / math.sqrt(n))
+
+
+def fmt_ci(m: float, h: float, signed: bool = False) -> str:
+    if m != m:
+        return "-"
+    s = f"{m:+.1%}" if signed else f"{m:.1%}"
+    return f"{s} ± {h:.1%}" if h == h else s
+
+
+# --- configs ---------------------------------------------------------------------------------------------
+
+
+def common_overrides(args) -> list[str]:
+    """Budget and settings shared by the warm-start and every arm."""
+    return [
+        f"output_dir={args.work}", "env.kwargs.difficulty=easy", "memory.enabled=true",
+        "tracking.tensorboard=false", f"rollout.batch={args.batch}", f"rollout.group_size={args.group_size}",
+        f"rollout.max_turns={args.max_turns}", f"eval.episodes={args.test}", f"eval.batch={args.test}",
+    ]
+
+
+def warm_config(args, seed: int):
+    from agentsd.config import load_config
+
+    return load_config("sokoban", [
+        *common_overrides(args), f"name={WARM}-s{seed}", f"seed={seed}", "learning.iterations=0",
+        f"learning.warmstart.episodes={args.warmstart}", *([f"model.name={args.model}"] if args.model else []),
+    ])
+
+
+def arm_config(args, arm: str, seed: int, checkpoint: str):
+    from agentsd.config import load_config
+
+    return load_config("sokoban", [
+        *common_overrides(args), f"name={arm}-s{seed}", f"seed={seed}", f"model.name={checkpoint}",
+        "learning.warmstart.episodes=0", f"learning.algo={arm}", f"learning.iterations={args.iterations}",
+        "eval.every=1", "learning.onpolicy.steps_per_iteration=1",
+        f"rollout.train_start={args.warmstart}",  # fresh train levels: not the warm-start's demo levels
+    ])
+
+
+#: settings a cached run must share with the current invocation to be reused
+CHECK_KEYS = ("seed", "env.kwargs.difficulty", "rollout.batch", "rollout.group_size", "rollout.max_turns",
+              "eval.episodes", "learning.iterations", "learning.algo", "learning.warmstart.episodes",
+              "model.name", "learning.onpolicy.steps_per_iteration", "eval.every", "rollout.train_start")
+
+
+def _get(d: dict[str, Any], dotted: str) -> Any:
+    for k in dotted.split("."):
+        d = (d or {}).get(k) if isinstance(d, dict) else None
+    return d
+
+
+def check_same(cfg) -> None:
+    """Refuse to resume or reuse a run directory made with a different budget."""
+    p = cfg.run_dir / "config.yaml"
+    if not (cfg.run_dir / "state.json").exists() or not p.exists():
+        return
+    import yaml
+
+    old, new = yaml.safe_load(p.read_text()) or {}, cfg.model_dump(mode="json")
+    diff = [k for k in CHECK_KEYS if _get(old, k) != _get(new, k)]
+    if diff:
+        raise SystemExit(f"{cfg.run_dir} was made with different settings ({', '.join(diff)}: "
+                         f"{[_get(old, k) for k in diff]} vs {[_get(new, k) for k in diff]}); "
+                         "use another --work or delete it")
+
+
+# --- running ---------------------------------------------------------------------------------------------
+
+
+def is_done(run_dir: Path) -> bool:
+    st = run_dir / "state.json"
+    return st.exists() and "eval_after" in json.loads(st.read_text())["done"]
+
+
+def timed_run(cfg) -> None:
+    """``run()`` (resumed when the run directory has a state), recording wall seconds per attempt in
+    ``<run>/bench_wall.json``; a killed attempt keeps the time up to its last logged phase."""
+    from agentsd.evolve import run
+
+    run_dir = cfg.run_dir
+    resume = (run_dir / "state.json").exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    wf = run_dir / WALL_FILE
+    data = json.loads(wf.read_text()) if wf.exists() else {"attempts": []}
+    att = {"start": time.time(), "wall_s": 0.0, "resumed": resume, "finished": False}
+    data["attempts"].append(att)
+    t0 = time.perf_counter()
+
+    def save() -> None:
+        att["wall_s"] = round(time.perf_counter() - t0, 1)
+        wf.write_text(json.dumps(data, indent=1))
+
+    def log(msg: str) -> None:
+        print(f"  [{cfg.name} {time.perf_counter() - t0:6.0f} s] {msg}", flush=True)
+        save()
+
+    save()
+    print(f"{'resuming' if resume else 'starting'} {run_dir}", flush=True)
+    run(cfg, resume=resume, log=log)
+    att["finished"] = True
+    save()
+
+
+def seed_memory(warm_dir: Path, run_dir: Path) -> None:
+    """Start an arm's memory from the warm-start run's (a copy: each arm then grows its own)."""
+    src, dst = warm_dir / "memory", run_dir / "memory"
+    if not (src / "memory.sqlite").exists():
+        raise SystemExit(f"warm-start memory {src} is missing; was the warm-start run with memory.enabled?")
+    if dst.exists():
+        shutil.rmtree(dst)  # a copy from an attempt that stopped before its first phase was recorded
+    run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".lock"))
+
+
+# --- reading results back from run directories ----------------------------------------------------------
+
+
+def phase_iteration(phase: str, iterations: int) -> int | None:
+    if phase == "eval_before":
+        return 0
+    if phase == "eval_after":
+        return iterations
+    if phase.startswith("eval_iter_"):
+        return int(phase.rsplit("_", 1)[1])
+    return None
+
+
+def read_cell(run_dir: Path, iterations: int) -> dict[str, Any]:
+    """One run's curve (success and per-task outcomes per evaluation) and costs, from its files."""
+    from agentsd.report.collect import read_metrics, read_trajectories
+
+    recs: dict[str, dict[str, Any]] = {}
+    for r in read_metrics(run_dir):  # a phase redone after a kill appears twice: the last one counts
+        recs[r["phase"]] = r
+    curve = []
+    for phase, r in recs.items():
+        if r["kind"] != "eval":
+            continue
+        m = r["metrics"]
+        trajs = read_trajectories(run_dir, phase)
+        curve.append({
+            "iteration": phase_iteration(phase, iterations), "phase": phase, "success": m["success"],
+            "success_ci": m.get("success_ci"), "return": m["return"], "invalid_rate": m["invalid_rate"],
+            "turns": m["turns"], "episodes": m["episodes"],
+            "per_task": {str(t.seed): int(t.success) for t in sorted(trajs, key=lambda t: t.seed)},
+        })
+    curve.sort(key=lambda p: p["iteration"])
+    train = [r for p, r in recs.items() if r["kind"] == "train" and p != "warmstart"]
+    learn = [r.get("learn") or {} for r in train]
+    ro = {k: [(r.get("rollout") or {}) for p, r in recs.items() if (r["kind"] == "eval") == (k == "eval")]
+          for k in ("train", "eval")}
+    wf = run_dir / WALL_FILE
+    attempts = json.loads(wf.read_text())["attempts"] if wf.exists() else []
+    summary = run_dir / "summary.json"
+    mem = json.loads(summary.read_text()).get("memory") if summary.exists() else None
+    cell: dict[str, Any] = {
+        "run_dir": str(run_dir), "complete": "eval_after" in recs, "curve": curve,
+        "train_success": [r["metrics"]["success"] for r in train],
+        "train_episodes": sum(int((r.get("rollout") or {}).get("episodes", 0)) for r in train),
+        "train_turns": sum(int((r.get("rollout") or {}).get("turns", 0)) for r in train),
+        "learner_steps": sum(int(x.get("steps", 0)) for x in learn if x.get("stepped")),
+        # learn records hold the last step's time; with 1 step per iteration (this benchmark) it is exact
+        "learner_s": round(sum(float(x.get("step_seconds", 0.0)) * int(x.get("steps", 1)) for x in learn), 1),
+        "teacher_s": round(sum(float(x.get("teacher_seconds", 0.0)) for x in learn), 1),
+        "learner_tokens": sum(int(x.get("tokens", 0)) for x in learn),
+        "learn": learn,
+        "rollout_s": {k: round(sum(float(x.get("wall_seconds", 0.0)) for x in v), 1) for k, v in ro.items()},
+        "tokens": {k: sum(int(x.get("tokens", 0)) for x in v) for k, v in ro.items()},
+        "wall_s": round(sum(a["wall_s"] for a in attempts), 1), "attempts": len(attempts),
+        "memory": (mem or {}).get("by_kind"),
+    }
+    if "warmstart" in recs:
+        w = recs["warmstart"]
+        cell["demos"] = {"episodes": w["metrics"]["episodes"], "solved": w["metrics"]["success"]}
+        cell["sft"] = w.get("sft")
+        cell["tokens"]["demos"] = int((w.get("rollout") or {}).get("tokens", 0))
+        cell["checkpoint"] = json.loads((run_dir / "state.json").read_text())["checkpoint"]
+    return cell
+
+
+# --- plot ------------------------------------------------------------------------------------------------
+
+
+def plot(curves: dict[str, dict[int, list[float]]], per_seed: dict[str, dict[int, list[float]]],
+         warm: list[float], iterations: int, title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    cmap = plt.get_cmap("tab10")
+    for i, (arm, by_it) in enumerate(curves.items()):
+        its = sorted(by_it)
+        if not its:
+            continue
+        dx = 0.04 * (i - (len(curves) - 1) / 2)  # a small offset per arm so that equal curves stay visible
+        xs = [k + dx for k in its]
+        ms, hs = zip(*(t_ci(by_it[k]) for k in its), strict=True)
+        n = max(len(by_it[k]) for k in its)
+        color = cmap(i % 10)
+        ax.plot(xs, ms, marker="o", color=color, label=f"{arm} (n={n} seeds)")
+        if any(h == h for h in hs):
+            lo = [max(0.0, m - (h if h == h else 0.0)) for m, h in zip(ms, hs, strict=True)]
+            hi = [min(1.0, m + (h if h == h else 0.0)) for m, h in zip(ms, hs, strict=True)]
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.15)
+        for seed_curve in per_seed.get(arm, {}).values():
+            ks = sorted(seed_curve)
+            ax.plot([k + dx for k in ks], [seed_curve[k] for k in ks], color=color, alpha=0.25, lw=0.8)
+    if warm:
+        m, h = t_ci(warm)
+        ax.errorbar([0], [m], yerr=[[min(m, h if h == h else 0.0)], [h if h == h else 0.0]], fmt="s",
+                    color="black", capsize=4, zorder=5, label=f"warm-start (n={len(warm)})")
+    ax.set_xlim(-0.2, iterations + 0.2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("iteration (0 = warm-start)")
+    ax.set_ylabel("test success (mean over seeds, 95% t-CI)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- main ------------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--iterations", type=int, default=3)
+    ap.add_argument("--arms", default=",".join(ARMS))
+    ap.add_argument("--batch", type=int, default=4, help="train episodes per iteration (rollout.batch)")
+    ap.add_argument("--group-size", type=int, default=4, help="rollouts per train seed (rollout.group_size)")
+    ap.add_argument("--max-turns", type=int, default=8)
+    ap.add_argument("--test", type=int, default=16, help="test episodes per evaluation (eval.episodes)")
+    ap.add_argument("--warmstart", type=int, default=8, help="oracle demos for each seed's warm-start")
+    ap.add_argument("--model", default=None, help="model.name of the warm-start (default: the config's)")
+    ap.add_argument("--work", default="runs/bench-learning-sokoban")
+    ap.add_argument("--out", default="bench/results/learning_sokoban.json")
+    args = ap.parse_args()
+    arms = [a for a in args.arms.split(",") if a]
+    if bad := [a for a in arms if a not in ARMS]:
+        raise SystemExit(f"unknown arm(s) {bad}; choose from {list(ARMS)}")
+    if args.batch % args.group_size:
+        raise SystemExit("--batch must be a multiple of --group-size")
+
+    work, out = Path(args.work), Path(args.out)
+    png = out.with_suffix(".png")
+    work.mkdir(parents=True, exist_ok=True)
+    res = json.loads(out.read_text()) if out.exists() else {}
+    cells = res.setdefault("cells", {})
+    res["config"] = {k: getattr(args, k) for k in ("seeds", "iterations", "batch", "group_size", "max_turns",
+                                                    "test", "warmstart", "model", "work")}
+    res["config"]["arms"] = arms
+    res["config"]["budget_per_arm"] = {
+        "iterations": args.iterations, "train_episodes_per_iteration": args.batch,
+        "train_seeds_per_iteration": args.batch // args.group_size, "group_size": args.group_size,
+        "max_turns": args.max_turns, "learner_steps_per_iteration": 1, "test_episodes": args.test,
+        "eval_every": 1,
+    }
+    res["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                      "python": platform.python_version()}
+
+    def save() -> None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1))
+
+    t_start = time.perf_counter()
+    for seed in range(args.seeds):
+        wcfg = warm_config(args, seed)
+        check_same(wcfg)
+        if not is_done(wcfg.run_dir):
+            timed_run(wcfg)
+        cells[f"{WARM}/s{seed}"] = read_cell(wcfg.run_dir, 0)
+        save()
+        ckpt = str(Path(cells[f"{WARM}/s{seed}"]["checkpoint"]).resolve())
+        for arm in arms:
+            cfg = arm_config(args, arm, seed, ckpt)
+            check_same(cfg)
+            if not is_done(cfg.run_dir):
+                if not (cfg.run_dir / "state.json").exists():
+                    seed_memory(wcfg.run_dir, cfg.run_dir)
+                timed_run(cfg)
+            cells[f"{arm}/s{seed}"] = cell = read_cell(cfg.run_dir, args.iterations)
+            save()
+            print(f"seed {seed} {arm}: " + ", ".join(f"it {p['iteration']} {p['success']:.1%}"
+                                                     for p in cell["curve"]) + f" ({cell['wall_s']:.0f} s)",
+                  flush=True)
+    res["bench_wall_s_this_invocation"] = round(time.perf_counter() - t_start, 1)
+
+    # --- summary: per arm and iteration over seeds; warm-start is iteration 0 -------------------------------
+    seeds = [s for s in range(args.seeds) if f"{WARM}/s{s}" in cells]
+    final = {s: next(p for p in cells[f"{WARM}/s{s}"]["curve"] if p["phase"] == "eval_after") for s in seeds}
+    warm = {s: final[s]["success"] for s in seeds}
+    warm_tasks = {s: final[s]["per_task"] for s in seeds}
+    curves: dict[str, dict[int, list[float]]] = {}
+    per_seed: dict[str, dict[int, dict[int, float]]] = {}
+    last: dict[str, dict[int, float]] = {}
+    last_tasks: dict[str, dict[int, dict[str, int]]] = {}
+    consistency = {}
+    for arm in arms:
+        curves[arm], per_seed[arm], last[arm], last_tasks[arm] = {}, {}, {}, {}
+        for s in seeds:
+            c = cells.get(f"{arm}/s{s}")
+            if not c or not c["complete"]:
+                continue
+            pts = {0: warm[s], **{p["iteration"]: p["success"] for p in c["curve"] if p["iteration"] > 0}}
+            per_seed[arm][s] = pts
+            for k, v in pts.items():
+                curves[arm].setdefault(k, []).append(v)
+            last[arm][s] = pts[args.iterations]
+            last_tasks[arm][s] = next(p for p in c["curve"] if p["phase"] == "eval_after")["per_task"]
+            before = next((p for p in c["curve"] if p["iteration"] == 0), None)
+            consistency[f"{arm}/s{s}"] = before is not None and before["per_task"] == warm_tasks[s]
+
+    def paired(a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
+        ss = sorted(set(a) & set(b))
+        m, h = t_ci([a[s] - b[s] for s in ss])
+        return {"seeds": len(ss), "diff": m, "ci": h, "per_seed": {str(s): a[s] - b[s] for s in ss}}
+
+    def paired_tasks(a: dict[int, dict[str, int]], b: dict[int, dict[str, int]]) -> dict[str, Any]:
+        """Pooled over (seed, task) pairs: finer than per seed, but tasks of one seed are not independent."""
+        d = [a[s][t] - b[s][t] for s in sorted(set(a) & set(b)) for t in a[s] if t in b[s]]
+        m, h = t_ci([float(x) for x in d])
+        return {"pairs": len(d), "diff": m, "ci": h, "wins": sum(x > 0 for x in d), "losses": sum(x < 0 for x in d)}
+
+    summary: dict[str, Any] = {"warmstart": dict(zip(("mean", "ci"), t_ci(list(warm.values())), strict=True))}
+    for arm in arms:
+        summary[arm] = {
+            "curve": {str(k): dict(zip(("mean", "ci", "n"), (*t_ci(v), len(v)), strict=True))
+                      for k, v in sorted(curves[arm].items())},
+            "vs_warmstart": paired(last[arm], warm), "vs_warmstart_tasks": paired_tasks(last_tasks[arm], warm_tasks),
+        }
+    if "skill_sd" in arms and "grpo" in arms:
+        d = paired(last["skill_sd"], last["grpo"])
+        summary["skill_sd_minus_grpo"] = {**d, "tasks": paired_tasks(last_tasks["skill_sd"], last_tasks["grpo"])}
+        summary["aim"] = {
+            "skill_sd_ge_grpo_plus_5pts_point": d["seeds"] > 0 and d["diff"] >= AIM_POINTS,
+            "skill_sd_ge_grpo_plus_5pts_ci_lower": d["seeds"] > 1 and d["diff"] - d["ci"] >= AIM_POINTS,
+            "both_above_warmstart_point": all(summary[a]["vs_warmstart"]["diff"] > 0 for a in ("grpo", "skill_sd")),
+        }
+    summary["eval_before_matches_warmstart"] = consistency
+    res["summary"] = summary
+    save()
+
+    # --- table -------------------------------------------------------------------------------------------
+    it_cols = list(range(args.iterations + 1))
+    table = Table(title=f"Sokoban easy, {args.iterations} iterations x {args.batch} episodes "
+                        f"(groups of {args.group_size}, <= {args.max_turns} turns), {args.test} test episodes: "
+                        "test success, mean over seeds ± 95% t-CI (iteration 0 = warm-start)")
+    for col in ("arm", "seeds", *(f"it {k}" for k in it_cols), f"it {args.iterations} - warm (paired)",
+                "train succ", "learner s/run", "wall s/run"):
+        table.add_column(col, justify="left" if col == "arm" else "right")
+    m, h = t_ci(list(warm.values()))
+    ws_cells = [cells[f"{WARM}/s{s}"] for s in seeds]
+    table.add_row("warm-start", str(len(seeds)), fmt_ci(m, h), *["" for _ in it_cols[1:]], "", "", "",
+                  f"{sum(c['wall_s'] for c in ws_cells) / max(1, len(ws_cells)):.0f}")
+    for arm in arms:
+        runs = [cells[f"{arm}/s{s}"] for s in per_seed[arm]]
+        if not runs:
+            continue
+        d = summary[arm]["vs_warmstart"]
+        tr = [x for c in runs for x in c["train_success"]]
+        table.add_row(arm, str(len(runs)), *(fmt_ci(*t_ci(curves[arm].get(k, []))) for k in it_cols),
+                      fmt_ci(d["diff"], d["ci"], signed=True), f"{sum(tr) / max(1, len(tr)):.1%}",
+                      f"{sum(c['learner_s'] for c in runs) / len(runs):.1f}",
+                      f"{sum(c['wall_s'] for c in runs) / len(runs):.0f}")
+    console = Console(width=220)
+    console.print(table)
+    if "skill_sd_minus_grpo" in summary:
+        d = summary["skill_sd_minus_grpo"]
+        dt = d["tasks"]
+        console.print(
+            f"skill_sd - grpo at iteration {args.iterations}: {fmt_ci(d['diff'], d['ci'], signed=True)} "
+            f"(paired over {d['seeds']} seeds; pooled over {dt['pairs']} seed x task pairs: "
+            f"{fmt_ci(dt['diff'], dt['ci'], signed=True)}, {dt['wins']} wins / {dt['losses']} losses). "
+            f"Aim +5 points: {'met' if summary['aim']['skill_sd_ge_grpo_plus_5pts_point'] else 'not met'} "
+            f"(point estimate), {'met' if summary['aim']['skill_sd_ge_grpo_plus_5pts_ci_lower'] else 'not met'} "
+            f"(CI lower bound); both above warm-start: "
+            f"{'yes' if summary['aim']['both_above_warmstart_point'] else 'no'} (point estimates).")
+    bad = [k for k, ok in consistency.items() if not ok]
+    console.print("eval_before of every arm equals the warm-start's eval_after task by task"
+                  if not bad else f"eval_before differs from the warm-start's eval_after in: {', '.join(bad)}")
+    plot(curves, per_seed, list(warm.values()), args.iterations,
+         f"Sokoban easy: {args.batch} episodes/iteration, {args.test} test episodes, {len(seeds)} seeds", png)
+    print(f"wrote {out} and {png}")
+
+
+if __name__ == "__main__":
+    main()
