@@ -181,6 +181,9 @@ class BackendConfig(Strict):
     #: CPUs of a local Ray (None: all).
     num_cpus: int | None = Field(None, ge=1)
     cpus_per_worker: float = Field(1.0, gt=0)
+    #: with kind=local: run the environments on this many Ray actors, apart from generation (the policy
+    #: stays in the driver; e.g. apps code sandboxes in their own processes or nodes). 0 = in-process.
+    env_workers: int = Field(0, ge=0)
 
 
 class TrackingConfig(Strict):
@@ -293,7 +296,10 @@ def check_combinations(cfg: RunConfig, *, world: int = 1) -> None:
     """Settings that are valid alone but not together; raises ConfigError. ``world``: processes of a
     data-parallel launch (torchrun / accelerate launch)."""
     algo = cfg.learning.algo
-    if world > 1 and (cfg.backend.kind == "ray" or cfg.mode != "distill" or algo == "skill_prompt"):
+    if cfg.backend.env_workers and cfg.backend.kind == "ray":
+        raise ConfigError("backend.env_workers is for kind=local (Ray rollout workers already own their environments)")
+    if world > 1 and (cfg.backend.kind == "ray" or cfg.backend.env_workers or cfg.mode != "distill"
+                      or algo == "skill_prompt"):
         raise ConfigError(
             f"a data-parallel launch ({world} processes) runs mode=distill with plain rollouts in every process: "
             "backend.kind=ray, the planner (mode=memory|both) and learning.algo=skill_prompt (memory read "

@@ -41,7 +41,7 @@ from typing import Any
 from agentsd.rollout import EnvFactory, OracleActor, PolicyActor, RolloutStats, Task
 from agentsd.trajectory import Trajectory, write_jsonl
 
-__all__ = ["RayRollout", "RayRolloutStats", "merged_state_dict", "ray_available"]
+__all__ = ["RayEnvFactory", "RayRollout", "RayRolloutStats", "RemoteEnv", "merged_state_dict", "ray_available"]
 
 
 def ray_available() -> bool:
@@ -382,3 +382,105 @@ class RayRollout:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+
+# --------------------------------------------------------------------------------------- env actors
+
+
+class _EnvHost:
+    """The body of an environment actor: env instances of one registered env, addressed by handle."""
+
+    def __init__(self, env_name: str, env_kwargs: dict[str, Any]) -> None:
+        self.factory = EnvFactory(env_name, env_kwargs)
+        self.envs: dict[int, Any] = {}
+        self.next = 0
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def new(self) -> int:
+        self.next += 1
+        self.envs[self.next] = self.factory()
+        return self.next
+
+    def call(self, handle: int, name: str, args: tuple = (), kwargs: dict[str, Any] | None = None) -> Any:
+        """``env.name(*args, **kwargs)`` for a method, the attribute's value otherwise."""
+        value = getattr(self.envs[handle], name)
+        return value(*args, **(kwargs or {})) if callable(value) else value
+
+    def close(self, handle: int) -> None:
+        env = self.envs.pop(handle, None)
+        if env is not None and hasattr(env, "close"):
+            env.close()
+
+
+class RemoteEnv:
+    """A TextEnv that lives in an environment actor: every method call and attribute read is forwarded
+    (blocking) to it, so rollouts, oracles, the planner's checks and diagnosis work unchanged.
+    :meth:`RayEnvFactory.step_many` steps many of them concurrently."""
+
+    def __init__(self, host: Any, handle: int, cls: type) -> None:
+        self._host, self._handle, self._cls = host, handle, cls
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        ray = _require_ray()
+        if callable(getattr(self._cls, name, None)):
+            return lambda *a, **k: ray.get(self._host.call.remote(self._handle, name, a, k))
+        return ray.get(self._host.call.remote(self._handle, name))
+
+    def close(self) -> None:
+        ray = _require_ray()
+        try:
+            ray.get(self._host.close.remote(self._handle))
+        except Exception:  # noqa: BLE001 - the actor may already be gone at shutdown
+            pass
+
+    def __repr__(self) -> str:
+        return f"RemoteEnv({self._cls.__name__}, handle={self._handle})"
+
+
+class RayEnvFactory(EnvFactory):
+    """An :class:`~agentsd.rollout.EnvFactory` whose environments live on ``workers`` Ray actors
+    (round-robin), apart from generation: the policy stays where it is (the driver, or its GPU) and
+    environments that are costly or unsafe to step there — the ``apps`` code sandboxes — run in their
+    own processes, on this machine or across a cluster. :func:`agentsd.rollout.rollout` steps a turn's
+    environments concurrently through :meth:`step_many`.
+
+        envs = RayEnvFactory("apps", {"action_format": "code"}, workers=4)
+        trajs, stats = rollout(envs, PolicyActor(policy, sampling), tasks, batch=16)
+        envs.shutdown()
+    """
+
+    def __init__(self, name: str, kwargs: dict[str, Any] | None = None, *, workers: int = 2,
+                 address: str | None = None, num_cpus: int | None = None, cpus_per_worker: float = 1.0) -> None:
+        super().__init__(name, kwargs)
+        ray = _require_ray()
+        if not ray.is_initialized():
+            ray.init(address=address, num_cpus=num_cpus if address is None else None,
+                     include_dashboard=False, log_to_driver=False)
+        remote = ray.remote(num_cpus=cpus_per_worker)(_EnvHost)
+        self.hosts = [remote.remote(name, self.kwargs) for _ in range(workers)]
+        self._made = 0
+
+    def __call__(self) -> RemoteEnv:
+        ray = _require_ray()
+        host = self.hosts[self._made % len(self.hosts)]
+        self._made += 1
+        return RemoteEnv(host, ray.get(host.new.remote()), self.cls)
+
+    def step_many(self, envs: list[Any], actions: list[str]) -> list[tuple]:
+        ray = _require_ray()
+        refs = [e._host.call.remote(e._handle, "step", (a,)) for e, a in zip(envs, actions, strict=True)]
+        return ray.get(refs)
+
+    def pids(self) -> list[int]:
+        ray = _require_ray()
+        return ray.get([h.pid.remote() for h in self.hosts])
+
+    def shutdown(self) -> None:
+        ray = _require_ray()
+        for h in self.hosts:
+            ray.kill(h)
+        self.hosts = []

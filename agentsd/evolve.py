@@ -281,7 +281,14 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
 
     # --- build ----------------------------------------------------------------------------------
     _seed_everything(cfg.seed)  # sampling draws from the global RNGs; a resumed learner restores its own
-    envs = EnvFactory(cfg.env.name, cfg.env.kwargs)
+    b = cfg.backend
+    if b.env_workers:
+        from agentsd.distributed import RayEnvFactory
+
+        envs: EnvFactory = RayEnvFactory(cfg.env.name, cfg.env.kwargs, workers=b.env_workers, address=b.address,
+                                         num_cpus=b.num_cpus, cpus_per_worker=b.cpus_per_worker)
+    else:
+        envs = EnvFactory(cfg.env.name, cfg.env.kwargs)
     algo = cfg.learning.algo
     onpolicy = algo in ONPOLICY_ALGOS and cfg.learning.iterations > 0
     ckpt_path = state.data["checkpoint"]
@@ -304,7 +311,6 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
     if cfg.backend.kind == "ray":
         from agentsd.distributed import RayRollout
 
-        b = cfg.backend
         ray_rollout = RayRollout(b.workers, model=model_path, model_kwargs=model_kwargs(cfg.model), address=b.address,
                                  num_cpus=b.num_cpus, cpus_per_worker=b.cpus_per_worker, version=-1)
     r = cfg.rollout
@@ -655,6 +661,8 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
     tracker.close()
     if ray_rollout is not None:
         ray_rollout.shutdown()
+    if hasattr(envs, "shutdown"):
+        envs.shutdown()
     if checkpointer is not None:
         checkpointer.conn.close()
     summary = {"name": cfg.name, "phases": result.phases}

@@ -43,6 +43,11 @@ class EnvFactory:
     def __call__(self) -> TextEnv:
         return make(self.name, **self.kwargs)
 
+    def step_many(self, envs: list[TextEnv], actions: list[str]) -> list[tuple]:
+        """One step of each env (``env.step(action)`` results in order). In-process: one after another;
+        :class:`agentsd.distributed.RayEnvFactory` steps its remote envs concurrently."""
+        return [env.step(a) for env, a in zip(envs, actions, strict=True)]
+
 
 def make_tasks(env_cls: type[TextEnv], split: str, n: int, start: int = 0, group_size: int = 1) -> list[Task]:
     """``n`` distinct task seeds from the env's ``split`` range (offset ``start``), each ``group_size``
@@ -191,8 +196,12 @@ def rollout(
         stats.act_seconds += time.perf_counter() - ta
         stats.batch_sizes.append(len(live))
         te = time.perf_counter()
-        for s, msgs, gen in zip(live, prompts, gens, strict=True):
-            obs, reward, terminated, truncated, info = s.env.step(gen.text)
+        step_many = getattr(envs, "step_many", None)  # any callable returning envs works as a factory
+        actions = [gen.text for gen in gens]
+        results = step_many([s.env for s in live], actions) if step_many else [
+            s.env.step(a) for s, a in zip(live, actions, strict=True)]
+        for s, msgs, gen, res in zip(live, prompts, gens, results, strict=True):
+            obs, reward, terminated, truncated, info = res
             turn = Turn(
                 messages=msgs,
                 response=gen.text,

@@ -188,3 +188,61 @@ def test_run_with_backend_ray_matches_in_process(tmp_path, tiny_model_dir):
         assert abs(a["metrics"]["return"] - b["metrics"]["return"]) < 1e-6
     ev = list(read_jsonl(remote.run_dir / "trajectories" / "eval_after.jsonl"))
     assert {t.policy_version for t in ev} == {1}  # the warm-started weights reached the workers
+
+
+# ------------------------------------------------------------------------------ environment actors
+
+
+def test_env_actors_give_the_same_trajectories_as_in_process_envs(tiny_policy):
+    """Environments on Ray actors, generation in this process: the same episodes, oracle and policy."""
+    from agentsd.distributed import RayEnvFactory, RemoteEnv
+
+    local = EnvFactory("sokoban", {"difficulty": "easy"})
+    remote = RayEnvFactory("sokoban", {"difficulty": "easy"}, workers=2, cpus_per_worker=0.25)
+    try:
+        assert isinstance(remote(), RemoteEnv) and len(set(remote.pids())) == 2
+        assert os.getpid() not in remote.pids()
+        tasks = make_tasks(local.cls, "test", 6)
+        a, _ = rollout(local, OracleActor(), tasks, batch=3, max_turns=40)
+        b, _ = rollout(remote, OracleActor(), tasks, batch=3, max_turns=40)
+        assert [_key(t) for t in b] == [_key(t) for t in a] and all(t.success for t in b)
+        a, _ = rollout(local, PolicyActor(tiny_policy, GREEDY), tasks, batch=3, max_turns=3)
+        b, _ = rollout(remote, PolicyActor(tiny_policy, GREEDY), tasks, batch=3, max_turns=3)
+        assert [_key(t) for t in b] == [_key(t) for t in a]
+        assert [[x.info for x in t.turns] for t in b] == [[x.info for x in t.turns] for t in a]
+    finally:
+        remote.shutdown()
+
+
+def test_apps_sandboxes_on_env_actors(tmp_path):
+    """The apps env (a code sandbox per env) stepped on env actors: the reference programs still pass."""
+    from agentsd.distributed import RayEnvFactory
+
+    remote = RayEnvFactory("apps", {"action_format": "code"}, workers=2, cpus_per_worker=0.25)
+    try:
+        tasks = make_tasks(remote.cls, "test", 4)
+        trajs, _ = rollout(remote, OracleActor(), tasks, batch=4, max_turns=10)
+        assert all(t.success for t in trajs), [t.turns[-1].observation for t in trajs]
+    finally:
+        remote.shutdown()
+
+
+def test_run_with_env_workers(tmp_path, tiny_model_dir):
+    """`agentsd run ... backend.env_workers=2`: environments on actors, the same greedy metrics."""
+    from agentsd.config import ConfigError, check_combinations, load_config
+    from agentsd.evolve import run
+
+    def cfg(name, *extra):
+        return load_config("sokoban", [
+            f"output_dir={tmp_path}", f"name={name}", f"model.name={tiny_model_dir}", "model.dtype=float32",
+            "model.autocast=false", "env.kwargs.brief=true", "learning.warmstart.episodes=2",
+            "learning.warmstart.batch_size=4", "eval.episodes=3", "rollout.batch=3", "rollout.max_turns=3",
+            "learning.iterations=1", "learning.algo=rft", "memory.enabled=false",
+            "eval.sampling.max_new_tokens=4", "rollout.sampling.max_new_tokens=4", *extra])
+
+    local = run(cfg("local"), log=lambda *a: None)
+    remote = run(cfg("envs", "backend.env_workers=2", "backend.cpus_per_worker=0.25"), log=lambda *a: None)
+    for a, b in zip(local.evals, remote.evals, strict=True):
+        assert a["metrics"] == b["metrics"]
+    with pytest.raises(ConfigError, match="env_workers"):
+        check_combinations(cfg("x", "backend.env_workers=2", "backend.kind=ray"))
