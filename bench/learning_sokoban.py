@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import shutil
@@ -63,23 +62,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from agentsd.report.stats import t_interval as t_ci  # noqa: E402
+
 ARMS = ("grpo", "opd", "skill_sd")
 WARM = "warmstart"
 WALL_FILE = "bench_wall.json"  # per run: wall seconds of each attempt of this script
 AIM_POINTS = 0.05  # issue 4: skill_sd >= grpo + 5 points
-# two-sided 95% t quantiles by degrees of freedom (n - 1); normal beyond
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-
-
-def t_ci(xs: list[float]) -> tuple[float, float]:
-    n = len(xs)
-    if n == 0:
-        return (float("nan"), float("nan"))
-    m = sum(xs) / n
-    if n == 1:
-        return (m, float("nan"))
-    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1))
-    return (m, T95.get(n - 1, 1.96) * sd / math.sqrt(n))
 
 
 def fmt_ci(m: float, h: float, signed: bool = False) -> str:

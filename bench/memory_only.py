@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from agentsd.report.stats import t_interval as t_ci
 
 ARMS = {
     "plain": None,
@@ -39,19 +40,6 @@ ARMS = {
     "full": {"retrieval": True, "guardrails": True, "replan": True, "expand_skills": True},
 }
 ENV_CONFIG = {"sokoban": "sokoban", "craft": "craft"}
-# two-sided 95% t quantiles by degrees of freedom (n - 1); normal beyond
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-
-
-def t_ci(xs: list[float]) -> tuple[float, float]:
-    n = len(xs)
-    if n == 0:
-        return (float("nan"), float("nan"))
-    m = sum(xs) / n
-    if n == 1:
-        return (m, float("nan"))
-    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1))
-    return (m, T95.get(n - 1, 1.96) * sd / math.sqrt(n))
 
 
 def warm_start(env: str, out: Path, args) -> str:

@@ -12,7 +12,7 @@ can say; a reader must look at ``n`` next to it.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -121,3 +121,22 @@ def summarize_groups(rows: Iterable[Mapping[str, Any]], by: tuple[str, ...], met
             rec[m] = bootstrap_ci([r.get(m) for r in members], seed=seed, n_boot=n_boot).to_dict()
         out.append(rec)
     return out
+
+
+#: two-sided 95% t quantiles by degrees of freedom (n - 1); the normal 1.96 beyond
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+       10: 2.228, 14: 2.145, 19: 2.093, 29: 2.045}
+
+
+def t_interval(xs: Sequence[float]) -> tuple[float, float]:
+    """Mean and 95% t-interval half-width of a few per-seed values (NaN half-width below 2 values).
+    For the handful of seeds a benchmark runs, where a bootstrap would understate the spread."""
+    n = len(xs)
+    if n == 0:
+        return (float("nan"), float("nan"))
+    m = sum(xs) / n
+    if n == 1:
+        return (m, float("nan"))
+    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1))
+    q = T95.get(n - 1) or next((v for k, v in sorted(T95.items()) if k >= n - 1), 1.96)
+    return (m, q * sd / math.sqrt(n))

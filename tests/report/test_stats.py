@@ -104,3 +104,13 @@ def test_aggregate_pairs_arms_on_the_same_tasks():
     assert p["mean"] == pytest.approx(0.3) and p["lo"] <= 0.3 <= p["hi"] and p["lo"] >= 0.0
     r = next(x for x in agg["paired"] if x["metric"] == "return")
     assert (r["mean"], r["lo"], r["hi"]) == (1.0, 1.0, 1.0)
+
+
+def test_t_interval_matches_the_t_distribution():
+    from agentsd.report.stats import t_interval
+
+    m, h = t_interval([0.1, 0.2, 0.3])
+    assert m == pytest.approx(0.2) and h == pytest.approx(4.303 * 0.1 / 3 ** 0.5, rel=1e-4)
+    assert t_interval([0.5])[1] != t_interval([0.5])[1]  # NaN: no spread from one value
+    m, h = t_interval([0.0, 1.0] * 20)  # 39 degrees of freedom: close to the normal quantile
+    assert h == pytest.approx(1.96 * (40 / 39) ** 0.5 * 0.5 / 40 ** 0.5, rel=1e-3)
