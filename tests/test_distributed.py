@@ -42,6 +42,17 @@ def rr(tiny_model_dir):
     r.shutdown()
 
 
+def _run_cfg(tmp_path, model_dir, name, *extra):
+    """A tiny `agentsd run` config (rft, one iteration, memory off); ``extra`` overrides come last."""
+    from agentsd.config import load_config
+
+    return load_config("sokoban", [
+        f"output_dir={tmp_path}", f"name={name}", f"model.name={model_dir}", "model.dtype=float32",
+        "model.autocast=false", "env.kwargs.brief=true", "learning.warmstart.episodes=2",
+        "learning.warmstart.batch_size=4", "rollout.max_turns=3", "learning.iterations=1", "learning.algo=rft",
+        "memory.enabled=false", "eval.sampling.max_new_tokens=4", "rollout.sampling.max_new_tokens=4", *extra])
+
+
 def _key(t):
     return (t.seed, [x.response for x in t.turns], [x.reward for x in t.turns], t.success)
 
@@ -165,16 +176,10 @@ def test_run_with_backend_ray_matches_in_process(tmp_path, tiny_model_dir):
     """`agentsd run ... backend.kind=ray`: the same phases and, with greedy evaluation, the same metrics."""
     import json
 
-    from agentsd.config import load_config
     from agentsd.evolve import run
 
     def cfg(name, *extra):
-        return load_config("sokoban", [
-            f"output_dir={tmp_path}", f"name={name}", f"model.name={tiny_model_dir}", "model.dtype=float32",
-            "model.autocast=false", "env.kwargs.brief=true", "learning.warmstart.episodes=2",
-            "learning.warmstart.batch_size=4", "eval.episodes=4", "rollout.batch=2", "rollout.max_turns=3",
-            "learning.iterations=1", "learning.algo=rft", "memory.enabled=false",
-            "eval.sampling.max_new_tokens=4", "rollout.sampling.max_new_tokens=4", *extra])
+        return _run_cfg(tmp_path, tiny_model_dir, name, "eval.episodes=4", "rollout.batch=2", *extra)
 
     local = run(cfg("local"), log=lambda *a: None)
     remote = run(cfg("ray", "backend.kind=ray", "backend.workers=2", "backend.cpus_per_worker=0.25"),
@@ -229,16 +234,11 @@ def test_apps_sandboxes_on_env_actors(tmp_path):
 
 def test_run_with_env_workers(tmp_path, tiny_model_dir):
     """`agentsd run ... backend.env_workers=2`: environments on actors, the same greedy metrics."""
-    from agentsd.config import ConfigError, check_combinations, load_config
+    from agentsd.config import ConfigError, check_combinations
     from agentsd.evolve import run
 
     def cfg(name, *extra):
-        return load_config("sokoban", [
-            f"output_dir={tmp_path}", f"name={name}", f"model.name={tiny_model_dir}", "model.dtype=float32",
-            "model.autocast=false", "env.kwargs.brief=true", "learning.warmstart.episodes=2",
-            "learning.warmstart.batch_size=4", "eval.episodes=3", "rollout.batch=3", "rollout.max_turns=3",
-            "learning.iterations=1", "learning.algo=rft", "memory.enabled=false",
-            "eval.sampling.max_new_tokens=4", "rollout.sampling.max_new_tokens=4", *extra])
+        return _run_cfg(tmp_path, tiny_model_dir, name, "eval.episodes=3", "rollout.batch=3", *extra)
 
     local = run(cfg("local"), log=lambda *a: None)
     remote = run(cfg("envs", "backend.env_workers=2", "backend.cpus_per_worker=0.25"), log=lambda *a: None)
