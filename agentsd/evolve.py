@@ -221,10 +221,9 @@ def _quiet(*_a: Any, **_k: Any) -> None:
     return None
 
 
-def _parallel_rollout(dp: Any, phase: str, envs: EnvFactory, actor: Any, tasks: list, r: Any, batch: int,
-                      max_turns: int,
-                      out: Path, tick: Callable[[Trajectory], None], skills: Any, seed: int
-                      ) -> tuple[list[Trajectory], dict[str, Any]]:
+def _parallel_rollout(dp: Any, phase: str, envs: EnvFactory, actor: Any, tasks: list, *, batch: int,
+                      max_turns: int, history: int, out: Path, tick: Callable[[Trajectory], None], skills: Any,
+                      seed: int) -> tuple[list[Trajectory], dict[str, Any]]:
     """A phase's rollouts split across the processes of a data-parallel launch: each plays a contiguous
     share of ``tasks`` with its own RNG stream (seeded from the run seed, the phase and its rank, so a
     resumed phase replays the same way and group members on different processes are not duplicates);
@@ -236,7 +235,7 @@ def _parallel_rollout(dp: Any, phase: str, envs: EnvFactory, actor: Any, tasks: 
     _seed_everything(zlib.crc32(f"{seed}/{phase}/{dp.rank}".encode()))
     if isinstance(actor, PolicyActor) and actor.sampling.seed is not None:
         actor = PolicyActor(actor.policy, actor.sampling.model_copy(update={"seed": actor.sampling.seed + 7919 * dp.rank}))
-    mine, stats = rollout(envs, actor, dp.share(tasks), batch=batch, max_turns=max_turns, history=r.history,
+    mine, stats = rollout(envs, actor, dp.share(tasks), batch=batch, max_turns=max_turns, history=history,
                           on_episode=tick if dp.is_main else None, skills=skills)
     trajs = dp.gather(mine)
     merged = merge_rollout_stats(dp.gather([stats.to_dict()]))
@@ -332,7 +331,8 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
                 progress(phase, finished, len(tasks))
 
         if dp is not None:
-            return _parallel_rollout(dp, phase, envs, actor, tasks, r, batch, max_turns, out, tick, skills, cfg.seed)
+            return _parallel_rollout(dp, phase, envs, actor, tasks, batch=batch, max_turns=max_turns,
+                                     history=r.history, out=out, tick=tick, skills=skills, seed=cfg.seed)
         run_rollout = rollout
         if ray_rollout is not None:
             if isinstance(actor, PolicyActor) and ray_rollout.version != weights_version:
