@@ -417,18 +417,78 @@ class _EnvHost:
 class RemoteEnv:
     """A TextEnv that lives in an environment actor: every method call and attribute read is forwarded
     (blocking) to it, so rollouts, oracles, the planner's checks and diagnosis work unchanged.
-    :meth:`RayEnvFactory.step_many` steps many of them concurrently."""
+    :meth:`RayEnvFactory.step_many` steps many of them concurrently.
 
-    def __init__(self, host: Any, handle: int, cls: type) -> None:
-        self._host, self._handle, self._cls = host, handle, cls
+    It keeps the calls that change the env's state since the last ``reset`` (the ``reset`` and each
+    ``step``). When its actor dies, :class:`RayEnvFactory` replaces the actor and this env is rebuilt on
+    the new one by replaying that log: our environments are deterministic given the reset seed and the
+    actions, so the episode continues where it was and no step is lost or applied twice."""
+
+    _MUTATING = ("reset", "step")
+
+    def __init__(self, factory: RayEnvFactory, slot: int, cls: type) -> None:
+        self._factory, self._slot, self._cls = factory, slot, cls
+        self._log: list[tuple[str, tuple, dict[str, Any]]] = []
+        self._gen = -1  # the generation of the slot's actor this env's handle lives on; -1: none yet
+        self._handle = 0
+        self._ensure()
+
+    @property
+    def _host(self) -> Any:
+        return self._factory.hosts[self._slot]
+
+    def _ensure(self) -> None:
+        """Make sure the env exists on the slot's current actor, replaying the log on a new one."""
+        ray = _require_ray()
+        f = self._factory
+        for _ in range(f.max_restarts + 1):
+            gen = f.generations[self._slot]
+            if gen == self._gen:
+                return
+            host = f.hosts[self._slot]
+            try:
+                handle = ray.get(host.new.remote())
+                for name, args, kwargs in self._log:
+                    ray.get(host.call.remote(handle, name, args, kwargs))
+            except ray.exceptions.RayActorError:
+                f._replace(self._slot, gen)
+                continue
+            if self._gen >= 0:
+                f.replayed += 1
+            self._handle, self._gen = handle, gen
+            return
+        raise RuntimeError(f"environment actor {self._slot} died {f.max_restarts + 1} times in a row")
+
+    def _record(self, name: str, args: tuple, kwargs: dict[str, Any]) -> None:
+        if name == "reset":
+            self._log = [(name, args, kwargs)]
+        elif name == "step":
+            self._log.append((name, args, kwargs))
+
+    def _call(self, name: str, args: tuple = (), kwargs: dict[str, Any] | None = None) -> Any:
+        ray = _require_ray()
+        kwargs = kwargs or {}
+        f = self._factory
+        for _ in range(f.max_restarts + 1):
+            self._ensure()
+            try:
+                out = ray.get(self._host.call.remote(self._handle, name, args, kwargs))
+            except ray.exceptions.RayActorError:
+                f._replace(self._slot, self._gen)
+                continue
+            if name in self._MUTATING:
+                self._record(name, args, kwargs)
+            return out
+        raise RuntimeError(f"environment actor {self._slot} died {f.max_restarts + 1} times in a row")
+
+    _OWN = ("_factory", "_slot", "_cls", "_log", "_gen", "_handle")
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
+        if name.startswith("__") or name in self._OWN:  # not set yet (e.g. during unpickling)
             raise AttributeError(name)
-        ray = _require_ray()
         if callable(getattr(self._cls, name, None)):
-            return lambda *a, **k: ray.get(self._host.call.remote(self._handle, name, a, k))
-        return ray.get(self._host.call.remote(self._handle, name))
+            return lambda *a, **k: self._call(name, a, k)
+        return self._call(name)
 
     def close(self) -> None:
         ray = _require_ray()
@@ -438,7 +498,7 @@ class RemoteEnv:
             pass
 
     def __repr__(self) -> str:
-        return f"RemoteEnv({self._cls.__name__}, handle={self._handle})"
+        return f"RemoteEnv({self._cls.__name__}, actor={self._slot}, handle={self._handle})"
 
 
 class RayEnvFactory(EnvFactory):
@@ -451,29 +511,68 @@ class RayEnvFactory(EnvFactory):
         envs = RayEnvFactory("apps", {"action_format": "code"}, workers=4)
         trajs, stats = rollout(envs, PolicyActor(policy, sampling), tasks, batch=16)
         envs.shutdown()
+
+    Faults: an actor that dies (killed, out of memory, its node lost) is replaced by a new one and each
+    of its environments is rebuilt there by replaying its reset and steps (:class:`RemoteEnv`);
+    ``restarts`` counts replaced actors and ``replayed`` rebuilt environments, and the rollout's stats
+    report ``env_restarts``. ``max_restarts``: consecutive deaths of one actor before giving up.
     """
 
     def __init__(self, name: str, kwargs: dict[str, Any] | None = None, *, workers: int = 2,
-                 address: str | None = None, num_cpus: int | None = None, cpus_per_worker: float = 1.0) -> None:
+                 address: str | None = None, num_cpus: int | None = None, cpus_per_worker: float = 1.0,
+                 max_restarts: int = 3) -> None:
         super().__init__(name, kwargs)
         ray = _require_ray()
         if not ray.is_initialized():
             ray.init(address=address, num_cpus=num_cpus if address is None else None,
                      include_dashboard=False, log_to_driver=False)
-        remote = ray.remote(num_cpus=cpus_per_worker)(_EnvHost)
-        self.hosts = [remote.remote(name, self.kwargs) for _ in range(workers)]
+        self._remote = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(_EnvHost)
+        self.hosts = [self._spawn() for _ in range(workers)]
+        self.generations = [0] * workers  # bumped each time a slot's actor is replaced
+        self.max_restarts = max_restarts
+        self.restarts = 0
+        self.replayed = 0
         self._made = 0
 
-    def __call__(self) -> RemoteEnv:
+    def _spawn(self) -> Any:
+        return self._remote.remote(self.name, self.kwargs)
+
+    def _replace(self, slot: int, gen: int) -> None:
+        """Replace slot ``slot``'s actor, seen dead at generation ``gen`` (a no-op when another env on the
+        same actor already replaced it)."""
+        if self.generations[slot] != gen:
+            return
         ray = _require_ray()
-        host = self.hosts[self._made % len(self.hosts)]
+        try:
+            ray.kill(self.hosts[slot], no_restart=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        self.hosts[slot] = self._spawn()
+        self.generations[slot] += 1
+        self.restarts += 1
+
+    def __call__(self) -> RemoteEnv:
+        slot = self._made % len(self.hosts)
         self._made += 1
-        return RemoteEnv(host, ray.get(host.new.remote()), self.cls)
+        return RemoteEnv(self, slot, self.cls)
 
     def step_many(self, envs: list[Any], actions: list[str]) -> list[tuple]:
+        """Step every env at once; an env whose actor died is rebuilt and stepped again on its own."""
         ray = _require_ray()
-        refs = [e._host.call.remote(e._handle, "step", (a,)) for e, a in zip(envs, actions, strict=True)]
-        return ray.get(refs)
+        for e in envs:
+            e._ensure()
+        refs = [e._host.call.remote(e._handle, "step", (a,), {}) for e, a in zip(envs, actions, strict=True)]
+        out: list[tuple] = []
+        for e, a, ref in zip(envs, actions, refs, strict=True):
+            try:
+                res = ray.get(ref)
+            except ray.exceptions.RayActorError:
+                self._replace(e._slot, e._gen)
+                out.append(e._call("step", (a,)))  # rebuilt by replay, then this step once
+                continue
+            e._record("step", (a,), {})
+            out.append(res)
+        return out
 
     def pids(self) -> list[int]:
         ray = _require_ray()

@@ -94,6 +94,9 @@ class RolloutStats:
     env_seconds: float = 0.0
     wall_seconds: float = 0.0
     batch_sizes: list[int] = field(default_factory=list)
+    #: environment actors replaced during the rollout (a :class:`~agentsd.distributed.RayEnvFactory`);
+    #: None for in-process environments
+    env_restarts: int | None = None
 
     @property
     def tokens_per_s(self) -> float:
@@ -110,6 +113,7 @@ class RolloutStats:
             "wall_seconds": round(self.wall_seconds, 3),
             "tokens_per_s": round(self.tokens_per_s, 1),
             "mean_batch": round(mean_batch, 2),
+            **({"env_restarts": self.env_restarts} if self.env_restarts is not None else {}),
         }
 
 
@@ -142,6 +146,7 @@ def rollout(
     """
     stats = RolloutStats()
     t0 = time.perf_counter()
+    restarts0 = getattr(envs, "restarts", None)  # a RayEnvFactory counts replaced environment actors
     queue = deque(enumerate(tasks))
     slots = [_Slot(envs()) for _ in range(min(batch, len(tasks)))]
     index: dict[int, int] = {}  # id(slot) -> task index
@@ -224,4 +229,6 @@ def rollout(
                 finish(s)
         stats.env_seconds += time.perf_counter() - te
     stats.wall_seconds = time.perf_counter() - t0
+    if restarts0 is not None:
+        stats.env_restarts = envs.restarts - restarts0
     return [done[i] for i in sorted(done)], stats

@@ -10,8 +10,14 @@ Rows:
   time excludes the one-off startup (``ray.init`` and the workers loading the model), reported
   separately. Every timed row runs after a one-episode warm-up; the in-process row runs again after
   the Ray rows (the spread shows the noise of the shared machine) and ratios use the mean of the two;
+- ``model, env actors x2``: the model in this process, the environments on 2 environment actors
+  (``RayEnvFactory``, what ``backend.env_workers=2`` does): the overhead of remote environments when
+  generation stays local;
 - ``oracle, in-process`` / ``oracle, ray x1`` / ``oracle, ray x2``: environment-only episodes
-  (oracle actor: level generation, solver, steps), episodes per second.
+  (oracle actor: level generation, solver, steps), episodes per second;
+- ``oracle, env actors x1`` / ``x2``: the same with the environments on environment actors and the oracle
+  in this process, so every ``oracle_action`` and ``step`` is a round trip (a turn's steps concurrently):
+  the per-call overhead of env actors, a worst case for cheap environments like Sokoban.
 Greedy decoding makes both model rows do the same work (same tokens). The machine this ran on has
 2 cores shared with other jobs: the load average is recorded, and the numbers are noisy.
 Writes bench/results/scale_rollouts.json.
@@ -36,7 +42,7 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from agentsd.distributed import RayRollout  # noqa: E402
+from agentsd.distributed import RayEnvFactory, RayRollout  # noqa: E402
 from agentsd.policy import load_policy  # noqa: E402
 from agentsd.policy.base import Sampling  # noqa: E402
 from agentsd.rollout import EnvFactory, OracleActor, PolicyActor, make_tasks, rollout  # noqa: E402
@@ -112,6 +118,17 @@ def main() -> None:
     _, st2 = rollout(envs, PolicyActor(policy, sampling), tasks, batch=a.episodes, max_turns=a.turns)
     again = row(f"model, in-process again ({a.threads} thread)", 0, st2.episodes, st2.tokens, st2.wall_seconds)
     inproc_s = (inproc["seconds"] + again["seconds"]) / 2
+
+    # --- model in this process, environments on 2 env actors (backend.env_workers=2)
+    t = time.perf_counter()
+    renvs = RayEnvFactory("sokoban", {"difficulty": "easy"}, workers=2)
+    start = time.perf_counter() - t
+    rollout(renvs, PolicyActor(policy, sampling), tasks[:2], batch=2, max_turns=1)  # warm both actors
+    etrajs, est = rollout(renvs, PolicyActor(policy, sampling), tasks, batch=a.episodes, max_turns=a.turns)
+    envact = row("model, env actors x2", 2, est.episodes, est.tokens, est.wall_seconds, startup_s=round(start, 2),
+                 env_s=round(est.env_seconds, 3), inprocess_env_s=round(st2.env_seconds, 3),
+                 same_first_turn_tokens=[t.turns[0].token_ids for t in etrajs] == local_tokens)
+    renvs.shutdown()
     policy = None
 
     # --- oracle (environment only) on ray x1, x2
@@ -123,6 +140,17 @@ def main() -> None:
         _, s = orr(envs, OracleActor(), otasks, batch=32, max_turns=200)
         row(f"oracle, ray x{n}", n, s.episodes, 0, s.wall_seconds, startup_s=round(start, 2))
         orr.shutdown()
+    # --- oracle with environments on env actors, the oracle in this process: every oracle_action and step
+    # is a round trip to an actor (steps of a turn concurrently), so this row is mostly Ray call overhead
+    for n in (1, 2):
+        t = time.perf_counter()
+        renvs = RayEnvFactory("sokoban", {"difficulty": "easy"}, workers=n)
+        start = time.perf_counter() - t
+        rollout(renvs, OracleActor(), otasks[:16], batch=16, max_turns=200)
+        _, s = rollout(renvs, OracleActor(), otasks, batch=32, max_turns=200)
+        row(f"oracle, env actors x{n}", n, s.episodes, 0, s.wall_seconds, startup_s=round(start, 2),
+            env_s=round(s.env_seconds, 3))
+        renvs.shutdown()
     ray.shutdown()
 
     o = {r["row"]: r for r in rows}
@@ -136,6 +164,11 @@ def main() -> None:
         "oracle_ray2_over_ray1": round(o["oracle, ray x2"]["episodes_per_s"] / o["oracle, ray x1"]["episodes_per_s"], 3),
         "oracle_ray1_over_inprocess":
             round(o["oracle, ray x1"]["episodes_per_s"] / o["oracle, in-process"]["episodes_per_s"], 3),
+        "model_envactors2_over_inprocess_speed": round(inproc_s / envact["seconds"], 3),
+        "oracle_envactors1_over_inprocess":
+            round(o["oracle, env actors x1"]["episodes_per_s"] / o["oracle, in-process"]["episodes_per_s"], 3),
+        "oracle_envactors2_over_envactors1":
+            round(o["oracle, env actors x2"]["episodes_per_s"] / o["oracle, env actors x1"]["episodes_per_s"], 3),
     }
     table = Table(title=f"scale-out rollouts (sokoban easy, {a.model}, {os.cpu_count()} CPUs, shared)")
     for c in ("row", "workers", "episodes", "tokens", "seconds", "ep/s", "tok/s", "startup s"):

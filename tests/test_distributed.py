@@ -246,3 +246,41 @@ def test_run_with_env_workers(tmp_path, tiny_model_dir):
         assert a["metrics"] == b["metrics"]
     with pytest.raises(ConfigError, match="env_workers"):
         check_combinations(cfg("x", "backend.env_workers=2", "backend.kind=ray"))
+
+
+def test_killed_env_actor_is_replaced_and_its_episodes_replayed():
+    """SIGKILL an environment actor mid-rollout: a new actor replaces it, its environments are rebuilt by
+    replaying their reset and steps, and every episode ends exactly as in-process (no step lost or
+    applied twice); the rollout's stats count the restart."""
+    import signal
+
+    from agentsd.distributed import RayEnvFactory
+
+    class KillingOracle(OracleActor):
+        """The oracle, which SIGKILLs environment actor 0 before its third turn."""
+
+        def __init__(self, factory):
+            super().__init__()
+            self.factory, self.turn, self.killed = factory, 0, None
+
+        def act(self, prompts, envs):
+            self.turn += 1
+            if self.turn == 3:
+                self.killed = ray.get(self.factory.hosts[0].pid.remote())
+                os.kill(self.killed, signal.SIGKILL)
+            return super().act(prompts, envs)
+
+    local = EnvFactory("sokoban", {"difficulty": "easy"})
+    remote = RayEnvFactory("sokoban", {"difficulty": "easy"}, workers=2, cpus_per_worker=0.25)
+    try:
+        tasks = make_tasks(local.cls, "test", 6)
+        a, _ = rollout(local, OracleActor(), tasks, batch=4, max_turns=40)
+        actor = KillingOracle(remote)
+        b, stats = rollout(remote, actor, tasks, batch=4, max_turns=40)
+        assert actor.killed is not None and actor.killed not in remote.pids()
+        assert [_key(t) for t in b] == [_key(t) for t in a] and all(t.success for t in b)
+        assert [[x.info for x in t.turns] for t in b] == [[x.info for x in t.turns] for t in a]
+        assert remote.restarts == 1 and remote.replayed == 2  # envs 0 and 2 of the 4 lived on actor 0
+        assert stats.env_restarts == 1 and stats.to_dict()["env_restarts"] == 1
+    finally:
+        remote.shutdown()
