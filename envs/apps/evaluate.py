@@ -164,6 +164,11 @@ def match(changes: list[Change], entries: list[Entry]) -> tuple[list[int], list[
 
 
 # --- answers --------------------------------------------------------------------------------------------
+#: a US phone number written with separators or a country code: "(201) 555-1234", "201.555.1234",
+#: "+1 201 555 1234"; the world stores 10 bare digits
+_PHONE = re.compile(r"^(?:\+1[\s.-]?|1[\s.-])?\(?(\d{3})\)?[\s.-]?(\d{3})[\s.-]?(\d{4})$")
+
+
 def normalize(x: Any) -> Any:
     if isinstance(x, bool):
         return str(x).lower()
@@ -171,6 +176,8 @@ def normalize(x: Any) -> Any:
         return round(float(x), 2)
     if isinstance(x, str):
         s = _norm_text(x).rstrip(".").strip().strip("'\"")
+        if m := _PHONE.match(s):  # a phone number in any common format compares as its 10 digits
+            return float("".join(m.groups()))
         num = s.replace("$", "").replace(",", "").strip()
         try:
             return round(float(num), 2)

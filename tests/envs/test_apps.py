@@ -194,6 +194,11 @@ def test_matchers_and_answers():
     assert answers_match("  Golden Rain. ", "golden rain") and answers_match("$1,234.50", 1234.5)
     assert answers_match(3, "3") and answers_match(["b", "A"], ["a", "b"]) and answers_match("a, b", ["b", "a"])
     assert not answers_match(None, 3) and not answers_match("4", 3)
+    # phone numbers in any common format match the stored 10 digits; other digits do not
+    for fmt in ("2015551234", "201-555-1234", "(201) 555-1234", "201.555.1234", "+1 201 555 1234", "1-201-555-1234"):
+        assert answers_match(fmt, "2015551234"), fmt
+    assert not answers_match("201-555-1235", "2015551234") and not answers_match("201-555-123", "2015551234")
+    assert answers_match("$1,234.50", 1234.5) and not answers_match("12015551234", "2015551234")
 
 
 # --- tasks and the oracle ----------------------------------------------------------------------------------
