@@ -136,6 +136,16 @@ class OnPolicySection(Strict):
     teacher_model: str | None = None
 
 
+def onpolicy_config(section: OnPolicySection, **extra: Any):
+    """The learner's :class:`agentsd.learn.onpolicy.OnPolicyConfig` from the config file's section: every
+    field the two share is copied (so a new learner option needs no plumbing here), ``extra`` sets the
+    rest (``algo``, ``bf16_autocast``, ``seed``)."""
+    from agentsd.learn.onpolicy import OnPolicyConfig
+
+    shared = OnPolicySection.model_fields.keys() & OnPolicyConfig.model_fields.keys()
+    return OnPolicyConfig(**{k: getattr(section, k) for k in shared}, **extra)
+
+
 class SkillsSection(Strict):
     """Retrieval from the run's skill memory for skill_sd (teacher prompt) and skill_prompt (student prompt)."""
 

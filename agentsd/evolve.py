@@ -37,7 +37,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentsd.config import ONPOLICY_ALGOS, ModelConfig, RunConfig, check_combinations, dump_config
+from agentsd.config import (
+    ONPOLICY_ALGOS,
+    ModelConfig,
+    RunConfig,
+    check_combinations,
+    dump_config,
+    onpolicy_config,
+)
 from agentsd.metrics import summarize
 from agentsd.rollout import EnvFactory, OracleActor, PolicyActor, make_tasks, rollout
 from agentsd.trajectory import Trajectory, write_jsonl
@@ -449,20 +456,13 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
 
     def setup_learner() -> dict[str, Any]:
         from agentsd.learn.onpolicy import (
-            OnPolicyConfig,
             Teacher,
             make_optimizer,
             make_teacher,
             prepare_model,
         )
 
-        opcfg = OnPolicyConfig(
-            algo=algo, lr=op.lr, lam=op.lam, eps_low=op.eps_low, eps_high=op.eps_high, kl_coef=op.kl_coef,
-            rho_clip=op.rho_clip, micro_batch=op.micro_batch, teacher_mode=op.teacher_mode,
-            sync_every=op.sync_every, ema_tau=op.ema_tau, lora=op.lora, reward=op.reward,
-            max_grad_norm=op.max_grad_norm, bf16_autocast=cfg.model.autocast, seed=cfg.seed,
-            logprob_chunk=op.logprob_chunk, teacher_share_prefix=op.teacher_share_prefix,
-        )
+        opcfg = onpolicy_config(op, algo=algo, bf16_autocast=cfg.model.autocast, seed=cfg.seed)
         if op.lora and learner_sd is None and main:
             # the weights under the adapter, kept for an exact resume (see the checkpoint layout)
             base = run_dir / "checkpoints" / BASE_DIR

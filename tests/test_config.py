@@ -54,3 +54,19 @@ def test_override_syntax_and_missing_config(tmp_path):
     top.write_text("- 1\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(str(top))
+
+
+def test_onpolicy_section_reaches_the_learner_config():
+    """Every learner option of the config file's section is copied into OnPolicyConfig with the same
+    default; only the run-level options stay behind."""
+    from agentsd.config import OnPolicySection, load_config, onpolicy_config
+    from agentsd.learn.onpolicy import OnPolicyConfig
+
+    sec, lrn = OnPolicySection.model_fields, OnPolicyConfig.model_fields
+    assert set(sec) - set(lrn) == {"steps_per_iteration", "teacher_model"}  # used by the run, not the step
+    for k in set(sec) & set(lrn):
+        assert sec[k].default == lrn[k].default, k
+    cfg = load_config("sokoban", ["learning.onpolicy.lam=0.01", "learning.onpolicy.teacher_mode=ema",
+                                  "learning.onpolicy.logprob_chunk=64"])
+    oc = onpolicy_config(cfg.learning.onpolicy, algo="grpo", seed=3)
+    assert (oc.lam, oc.teacher_mode, oc.logprob_chunk, oc.algo, oc.seed) == (0.01, "ema", 64, "grpo", 3)
