@@ -22,10 +22,12 @@ machine; run with ``--threads 1`` there, as OpenMP threads spin while deschedule
 - ``step_mib`` = peak − base: what a step adds on top of the loaded model.
 
 The resident set is what glibc malloc keeps, not only live tensors: with its default dynamic mmap
-threshold, freed activation blocks stay in the heap. Measured here, Skill-SD's peak was 1.46x GRPO's by
-default and 1.005x with ``MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESHOLD_=131072`` in the environment
-(the teacher's no-grad pass raises the threshold, and the student's pass then fragments the heap;
-``malloc_trim`` between the passes did not help: 1.37x). Set those variables to compare live memory.
+threshold, freed activation blocks stay in the heap (the teacher's no-grad pass raises the threshold,
+and the student's pass then fragments the heap; ``malloc_trim`` between the passes did not help: 1.37x).
+The learner therefore sets glibc's mmap and trim thresholds to 128 KiB on CPU
+(``OnPolicyConfig.compact_cpu_heap``, default on; :func:`agentsd.hardware.compact_cpu_heap`); the two
+``glibc default heap`` rows turn that off, for the comparison in one run. ``MALLOC_*`` variables of the
+calling environment are not passed to the workers.
 
 Targets (issue 4): Skill-SD step <= 1.6x GRPO step (judged on CPU seconds), Skill-SD peak memory <= 1.15x
 GRPO. Writes
@@ -67,12 +69,15 @@ SKILLS = """\
 
 #: (name, algo, logprob_chunk, teacher_share_prefix); the first three are the defaults, the last is the
 #: learner as it was before issue 4 (one (B, T, V) logits tensor, the teacher's whole prompt per row)
+#: (name, algo, logprob_chunk, teacher_share_prefix, compact_cpu_heap)
 CONFIGS = [
-    ("grpo", "grpo", 128, True),
-    ("opd", "opd", 128, True),
-    ("skill_sd", "skill_sd", 128, True),
-    ("skill_sd, no prefix share", "skill_sd", 128, False),
-    ("skill_sd, unchunked+unshared", "skill_sd", None, False),
+    ("grpo", "grpo", 128, True, True),
+    ("opd", "opd", 128, True, True),
+    ("skill_sd", "skill_sd", 128, True, True),
+    ("skill_sd, no prefix share", "skill_sd", 128, False, True),
+    ("skill_sd, unchunked+unshared", "skill_sd", None, False, True),
+    ("grpo, glibc default heap", "grpo", 128, True, False),
+    ("skill_sd, glibc default heap", "skill_sd", 128, True, False),
 ]
 
 
@@ -137,7 +142,7 @@ def build_batch(n: int, history: int, tokens: int, seed: int) -> dict:
 
 
 def worker(batch_file: str, algo: str, chunk: int | None, share: bool, steps: int, micro_batch: int,
-           threads: int | None = None) -> dict:
+           threads: int | None = None, heap: bool = True) -> dict:
     """One configuration in this (fresh) process: load, warm up, time ``steps`` learner steps."""
     import torch
 
@@ -154,7 +159,8 @@ def worker(batch_file: str, algo: str, chunk: int | None, share: bool, steps: in
     torch.set_num_threads(threads or os.cpu_count() or 1)
     data = json.loads(Path(batch_file).read_text())
     policy = load_policy("smollm2-135m")
-    cfg = OnPolicyConfig(algo=algo, logprob_chunk=chunk, teacher_share_prefix=share, micro_batch=micro_batch)
+    cfg = OnPolicyConfig(algo=algo, logprob_chunk=chunk, teacher_share_prefix=share, micro_batch=micro_batch,
+                         compact_cpu_heap=heap)
     net = prepare_model(policy.model, cfg)
     teacher = make_teacher(net, cfg, skills_for=(lambda turn, traj: SKILLS) if algo == "skill_sd" else None)
     opt = make_optimizer(net, cfg)
@@ -193,13 +199,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: all cores)")
     ap.add_argument("--only", nargs="*", help="configuration names to run (default: all)")
     ap.add_argument("--out", default="bench/results/bench_learning.json")
-    ap.add_argument("--worker", nargs=4, metavar=("BATCH", "ALGO", "CHUNK", "SHARE"), help=argparse.SUPPRESS)
+    ap.add_argument("--worker", nargs=5, metavar=("BATCH", "ALGO", "CHUNK", "SHARE", "HEAP"), help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.worker:
-        batch_file, algo, chunk, share = args.worker
+        batch_file, algo, chunk, share, heap = args.worker
         res = worker(batch_file, algo, None if chunk == "none" else int(chunk), share == "1", args.steps,
-                     args.micro_batch, args.threads)
+                     args.micro_batch, args.threads, heap == "1")
         print("RESULT " + json.dumps(res))
         return
 
@@ -214,17 +220,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         batch_file = str(Path(tmp) / "batch.json")
         Path(batch_file).write_text(json.dumps(data))
-        for name, algo, chunk, share in configs:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}  # the rows choose the heap
+        for name, algo, chunk, share, heap in configs:
             cmd = [sys.executable, __file__, "--steps", str(args.steps), "--micro-batch", str(args.micro_batch),
                    *(["--threads", str(args.threads)] if args.threads else []),
-                   "--worker", batch_file, algo, "none" if chunk is None else str(chunk), str(int(share))]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                   "--worker", batch_file, algo, "none" if chunk is None else str(chunk), str(int(share)),
+                   str(int(heap))]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
             if proc.returncode != 0 or line is None:
                 raise RuntimeError(f"{name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
             res = json.loads(line[len("RESULT "):])
             rows.append({"config": name, "algo": algo, "logprob_chunk": chunk, "teacher_share_prefix": share,
-                         "load_avg": os.getloadavg()[0], **res})
+                         "compact_cpu_heap": heap, "load_avg": os.getloadavg()[0], **res})
             print(f"  {name}: {res['seconds']:.2f} s/step ({res['cpu_seconds']:.1f} CPU s), "
                   f"peak {res['peak_mib']:.0f} MiB", flush=True)
 

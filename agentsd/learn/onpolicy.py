@@ -134,6 +134,9 @@ class OnPolicyConfig(BaseModel):
     #: bf16 autocast; None = where the hardware runs bf16 natively (see agentsd.learn.sft)
     bf16_autocast: bool | None = None
     seed: int = 0  # LoRA initialization
+    #: CPU: have glibc return freed activations to the OS (agentsd.hardware.compact_cpu_heap), so peak
+    #: memory tracks live tensors; off = glibc's default heap
+    compact_cpu_heap: bool = True
 
 
 # ------------------------------------------------------------------------------------------- samples
@@ -398,12 +401,17 @@ class Teacher:
 
 def prepare_model(model: Any, cfg: OnPolicyConfig) -> Any:
     """The model to train: LoRA-wrapped (peft, seeded by ``cfg.seed``) when ``cfg.lora``, else itself.
-    An already PEFT-wrapped model is returned as it is."""
+    An already PEFT-wrapped model is returned as it is. On CPU with ``cfg.compact_cpu_heap`` it also
+    sets up glibc to release freed memory (:func:`agentsd.hardware.compact_cpu_heap`)."""
     import torch
 
+    device = next(model.parameters()).device
+    if cfg.compact_cpu_heap and device.type == "cpu":
+        from agentsd.hardware import compact_cpu_heap
+
+        compact_cpu_heap()
     if not cfg.lora or hasattr(model, "peft_config"):
         return model
-    device = next(model.parameters()).device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(cfg.seed)
         return _wrap_lora(model, cfg)  # type: ignore[arg-type]  # reads the same lora_* fields
