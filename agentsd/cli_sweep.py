@@ -42,6 +42,14 @@ def sweep(
     threads: Annotated[
         int | None, typer.Option("--threads", min=1, help="CPU threads per run (OMP_NUM_THREADS); 1 helps on a busy CPU.")
     ] = None,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=0, help="Runs at once, each its own subprocess (e.g. -j 2 --threads 1 on "
+                          "2 cores); with --ray 0 = as many as Ray schedules.")
+    ] = 1,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray", help="Run each run as a Ray task: 'local', 'auto' or ray://host:10001 "
+                                 "(nodes need the sweep directory on a shared filesystem).")
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Run a sweep (arms x envs x seeds, one subprocess per run); complete runs are skipped, interrupted ones resumed.
@@ -62,7 +70,10 @@ def sweep(
             for r in plan.runs:
                 console.print(f"  {r.run}: {' '.join(r.overrides)}", highlight=False, soft_wrap=True)
             return
-        records = run_sweep(plan, log=lambda s: console.print(s, highlight=False), threads=threads)
+        if jobs == 0 and not ray_address:
+            raise typer.BadParameter("--jobs 0 (as many as Ray schedules) needs --ray", param_hint="--jobs")
+        records = run_sweep(plan, log=lambda s: console.print(s, highlight=False), threads=threads, jobs=jobs,
+                            ray_address=ray_address)
         md = (plan.sweep_dir / "results.md").read_text()
         console.print(md.split("## Runs")[0], markup=False, highlight=False, soft_wrap=True)
         console.print(f"results: {plan.sweep_dir / 'results.md'} and results.jsonl; "

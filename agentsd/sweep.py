@@ -325,35 +325,93 @@ Log = Callable[[str], None]
 
 
 def run_sweep(plan: SweepPlan, *, log: Log = print, fail_fast: bool = False, python: str = sys.executable,
-              threads: int | None = None) -> list[dict[str, Any]]:
-    """Run every planned run in order (skipping complete ones), then write results.jsonl and results.md.
-    A failed run is recorded and the sweep goes on (``fail_fast`` stops it). ``threads`` limits each run's
-    CPU threads (:func:`thread_env`)."""
+              threads: int | None = None, jobs: int = 1, ray_address: str | None = None) -> list[dict[str, Any]]:
+    """Run every planned run (skipping complete ones), then write results.jsonl and results.md.
+
+    A failed run is recorded and the sweep goes on (``fail_fast`` stops it: no new run starts). ``threads``
+    limits each run's CPU threads (:func:`thread_env`). ``jobs``: runs at once, each its own subprocess
+    (on a 2-core machine ``jobs=2, threads=1`` keeps both cores busy). ``ray_address`` (``"auto"``,
+    ``"ray://host:10001"``, or ``"local"`` for a Ray started here): each run is a Ray task reserving
+    ``threads`` CPUs (1 by default) on any node, at most ``jobs`` at once (0 = as many as Ray schedules);
+    the nodes must see the sweep directory at the same path (a shared filesystem) and have the same
+    Python environment."""
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
     write_manifest(plan)
     status: dict[str, str] = {}
     n = len(plan.runs)
+    launch = _ray_launcher(ray_address, threads, python) if ray_address else None
+    todo: list[tuple[int, PlannedRun]] = []
+    for i, r in enumerate(plan.runs, 1):
+        if is_complete(plan.sweep_dir / r.run):
+            status[r.run] = "done"
+            log(f"[{i}/{n}] {r.run}: complete, skipped")
+        else:
+            todo.append((i, r))
+    width = len(todo) if launch is not None and jobs <= 0 else max(1, jobs)
+
+    def start(i: int, r: PlannedRun) -> dict[str, Any]:
+        how = "resuming" if (plan.sweep_dir / r.run / "state.json").exists() else "running"
+        log(f"[{i}/{n}] {r.run}: {how}")
+        if launch is not None:
+            return launch(r, plan.sweep_dir)
+        return run_one(r, plan.sweep_dir, python=python, env=thread_env(threads))
+
+    def finish(i: int, r: PlannedRun, a: dict[str, Any]) -> bool:
+        if a["rc"] == 0 and is_complete(plan.sweep_dir / r.run):
+            status[r.run] = "done"
+            log(f"[{i}/{n}] {r.run}: done in {a['wall_s']:.0f} s, peak RSS {a['peak_rss_mb']:.0f} MB")
+            return True
+        status[r.run] = f"failed (rc {a['rc']})"
+        log(f"[{i}/{n}] {r.run}: FAILED rc {a['rc']}: {_last_error(plan.sweep_dir, r.run)} "
+            f"(log: {plan.sweep_dir / 'logs' / (r.run + '.log')})")
+        return False
+
     try:
-        for i, r in enumerate(plan.runs, 1):
-            run_dir = plan.sweep_dir / r.run
-            if is_complete(run_dir):
-                status[r.run] = "done"
-                log(f"[{i}/{n}] {r.run}: complete, skipped")
-                continue
-            how = "resuming" if (run_dir / "state.json").exists() else "running"
-            log(f"[{i}/{n}] {r.run}: {how}")
-            a = run_one(r, plan.sweep_dir, python=python, env=thread_env(threads))
-            if a["rc"] == 0 and is_complete(run_dir):
-                status[r.run] = "done"
-                log(f"[{i}/{n}] {r.run}: done in {a['wall_s']:.0f} s, peak RSS {a['peak_rss_mb']:.0f} MB")
-            else:
-                status[r.run] = f"failed (rc {a['rc']})"
-                log(f"[{i}/{n}] {r.run}: FAILED rc {a['rc']}: {_last_error(plan.sweep_dir, r.run)} "
-                    f"(log: {plan.sweep_dir / 'logs' / (r.run + '.log')})")
-                if fail_fast:
+        if width == 1:
+            for i, r in todo:
+                if not finish(i, r, start(i, r)) and fail_fast:
                     break
+        else:
+            with ThreadPoolExecutor(max_workers=width) as pool:
+                queue = list(todo)
+                running: dict[Future, tuple[int, PlannedRun]] = {}
+                stop = False
+                while queue or running:
+                    while queue and not stop and len(running) < width:
+                        i, r = queue.pop(0)
+                        running[pool.submit(start, i, r)] = (i, r)
+                    if not running:
+                        break
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        i, r = running.pop(f)
+                        if not finish(i, r, f.result()) and fail_fast:
+                            stop = True
     finally:
         results = write_results(plan, status)
     return results
+
+
+def _ray_launcher(address: str, threads: int | None, python: str) -> Callable[[PlannedRun, Path], dict[str, Any]]:
+    """``launch(run, sweep_dir)``: :func:`run_one` as a Ray task (its subprocess on whichever node Ray
+    picks, with ``threads`` CPUs reserved), blocking until it ends."""
+    try:
+        import ray
+    except ImportError as e:
+        raise SweepError("--ray needs Ray: pip install 'agentsd[ray]'") from e
+    if not ray.is_initialized():
+        if address == "local":
+            ray.init(include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    cpus = threads or 1
+    task = ray.remote(num_cpus=cpus, max_retries=0)(run_one)
+
+    def launch(r: PlannedRun, sweep_dir: Path) -> dict[str, Any]:
+        return ray.get(task.remote(r, sweep_dir, python=python, env=thread_env(cpus)))
+
+    return launch
 
 
 def write_results(plan: SweepPlan, status: dict[str, str] | None = None) -> list[dict[str, Any]]:

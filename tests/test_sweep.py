@@ -154,3 +154,41 @@ def test_cli_dry_run(tmp_path, monkeypatch):
     bad.write_text(p.read_text().replace("learning.algo=rft", "learning.algo=nope"))
     res = CliRunner().invoke(app, ["sweep", str(bad), "--dry-run"])
     assert res.exit_code == 2 and "arm 'rft'" in res.output
+
+
+def _overlap(d, runs):
+    """Whether the runs' (single) attempts overlapped in time."""
+    spans = []
+    for run in runs:
+        a = json.loads((d / run / "sweep_run.json").read_text())["attempts"]
+        assert len(a) == 1 and a[0]["rc"] == 0
+        spans.append((a[0]["started"], a[0]["started"] + a[0]["wall_s"]))
+    return max(s for s, _ in spans) < min(e for _, e in spans)
+
+
+def test_sweep_jobs_run_at_once(tmp_path, tiny_model_dir, monkeypatch):
+    """--jobs 2: the two runs are subprocesses at the same time; results as usual; a rerun skips both."""
+    monkeypatch.chdir(tmp_path)
+    plan = expand(*load_sweep(_sweep_file(tmp_path, tiny_model_dir)))
+    logs: list[str] = []
+    recs = run_sweep(plan, log=logs.append, jobs=2, threads=1)
+    assert [r["status"] for r in recs] == ["done", "done"]
+    assert _overlap(plan.sweep_dir, ["none-sokoban-s0", "rft-sokoban-s0"])
+    assert "[2/2] rft-sokoban-s0: running" in logs and "| sokoban | rft − none |" in (plan.sweep_dir / "results.md").read_text()
+    logs.clear()
+    run_sweep(plan, log=logs.append, jobs=2)
+    assert all("skipped" in x for x in logs)
+
+
+def test_sweep_on_ray_tasks(tmp_path, tiny_model_dir, monkeypatch):
+    """--ray local: each run is a Ray task running the same subprocess; both finish, at the same time."""
+    ray = pytest.importorskip("ray", reason="ray is not installed")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")
+    plan = expand(*load_sweep(_sweep_file(tmp_path, tiny_model_dir)))
+    try:
+        recs = run_sweep(plan, log=lambda *a: None, ray_address="local", jobs=0, threads=1)
+    finally:
+        ray.shutdown()
+    assert [r["status"] for r in recs] == ["done", "done"]
+    assert _overlap(plan.sweep_dir, ["none-sokoban-s0", "rft-sokoban-s0"])
