@@ -325,10 +325,10 @@ def check_combinations(cfg: RunConfig, *, world: int = 1) -> None:
             f"mode=memory updates no weights after warm-start, so learning.algo={algo} would not run: "
             "use mode=both to train and plan, or learning.algo=none"
         )
-    if cfg.backend.kind == "ray" and (algo == "skill_prompt" or cfg.mode != "distill"):
+    if cfg.backend.kind == "ray" and cfg.mode != "distill" and cfg.memory.summarizer == "llm":
         raise ConfigError(
-            "backend.kind=ray runs plain rollouts only: skills in the student prompt (learning.algo=skill_prompt) "
-            "and the planner (mode=memory|both) are not supported on Ray yet"
+            "backend.kind=ray runs the planner on the workers, whose reflect node would need the driver's LLM "
+            "summarizer: use memory.summarizer=diagnostic with the planner on Ray"
         )
     if algo in ("skill_sd", "skill_prompt") and not cfg.memory.enabled:
         raise ConfigError(f"learning.algo={algo} retrieves skills from the run's memory: set memory.enabled=true")

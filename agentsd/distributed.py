@@ -24,8 +24,11 @@ actor built with the current weights and version, and its chunk goes back to the
 kept by task index, so no task is counted twice; ``stats.retried`` counts re-dispatched tasks and
 ``stats.restarts`` replaced workers.
 
-Not supported yet: ``skills=`` (memory retrieval runs in the driver's process and its callback cannot
-be shipped to workers); a clear error is raised.
+Memory: a run's skill memory lives in one memory actor (:class:`RemoteMemory`, a proxy with the
+:class:`~agentsd.memory.SkillMemory` API), so the driver and every worker read and write one store and
+writes are serialized by the actor. A ``skills=`` callback that retrieves from a ``RemoteMemory``
+(``skill_prompt``) is shipped to the workers, and ``planner=`` (:class:`PlannerSpec`) runs the LangGraph
+planner loop in the workers, its reflect node writing through the actor.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ from typing import Any
 from agentsd.rollout import EnvFactory, OracleActor, PolicyActor, RolloutStats, Task
 from agentsd.trajectory import Trajectory, write_jsonl
 
-__all__ = ["RayEnvFactory", "RayRollout", "RayRolloutStats", "RemoteEnv", "merged_state_dict", "ray_available"]
+__all__ = ["PlannerSpec", "RayEnvFactory", "RayRollout", "RayRolloutStats", "RemoteEnv", "RemoteMemory",
+           "merged_state_dict", "ray_available"]
 
 
 def ray_available() -> bool:
@@ -152,7 +156,8 @@ class _Worker:
         return version
 
     def run(self, env_name: str, env_kwargs: dict[str, Any], kind: str, sampling: Any, actor_name: str,
-            chunk: list[tuple[int, Task]], batch: int, max_turns: int, history: int) -> dict[str, Any]:
+            chunk: list[tuple[int, Task]], batch: int, max_turns: int, history: int,
+            skills: Callable | None = None, planner: PlannerSpec | None = None) -> dict[str, Any]:
         from agentsd.rollout import rollout
 
         if self.crash_once is not None:  # fault injection for tests: die on this seed, once
@@ -171,8 +176,14 @@ class _Worker:
             actor = PolicyActor(self.policy, sampling)
             actor.name = actor_name
         tasks = [t for _, t in chunk]
-        trajs, stats = rollout(self._envs[key], actor, tasks, batch=min(batch, len(tasks)),
-                               max_turns=max_turns, history=history, policy_version=self.version)
+        if planner is not None:
+            trajs, stats = planner.run(self.policy, self._envs[key], tasks, batch=min(batch, len(tasks)),
+                                       max_turns=max_turns, history=history)
+            for t in trajs:
+                t.policy_version = self.version
+        else:
+            trajs, stats = rollout(self._envs[key], actor, tasks, batch=min(batch, len(tasks)), max_turns=max_turns,
+                                   history=history, policy_version=self.version, skills=skills)
         return {
             "indices": [i for i, _ in chunk],
             "trajectories": [t.model_dump(mode="json") for t in trajs],
@@ -270,17 +281,18 @@ class RayRollout:
         skills: Callable | None = None,
         on_episode: Callable[[Trajectory], None] | None = None,
         policy_version: int | None = None,
+        planner: PlannerSpec | None = None,
     ) -> tuple[list[Trajectory], RayRolloutStats]:
         """Run every task to the end on the workers; trajectories in task order, summed stats.
 
+        ``skills``: as in :func:`~agentsd.rollout.rollout`, shipped to the workers (it must be picklable:
+        retrieve from a :class:`RemoteMemory`, not from a local store). ``planner``: run the episodes
+        through the planner loop instead (``actor`` must then be a PolicyActor; its sampling is unused).
         ``policy_version`` is accepted for signature compatibility; trajectories carry the version
         each worker actually sampled with (the last :meth:`sync_weights`)."""
         ray = _require_ray()
-        if skills is not None:
-            raise NotImplementedError(
-                "skills= (memory retrieval in the prompt: skill_prompt, planner) is not supported with the ray "
-                "backend yet; use the local backend for those runs"
-            )
+        if planner is not None and not isinstance(actor, PolicyActor):
+            raise TypeError("planner= runs the workers' policy: pass a PolicyActor")
         if isinstance(actor, OracleActor):
             kind, sampling, name = "oracle", None, actor.name
         elif isinstance(actor, PolicyActor):
@@ -306,7 +318,7 @@ class RayRollout:
                 return
             chunk = queue.popleft()
             ref = self.workers[slot].run.remote(envs.name, envs.kwargs, kind, sampling, name, chunk, batch,
-                                                max_turns, history)
+                                                max_turns, history, skills, planner)
             pending[ref] = (slot, chunk)
             stats.chunks += 1
 
@@ -382,6 +394,107 @@ class RayRollout:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+
+# ------------------------------------------------------------------------------------------ memory actor
+
+
+class _MemoryHost:
+    """The body of the memory actor: one :class:`~agentsd.memory.SkillMemory`, the only process that
+    touches the store."""
+
+    def __init__(self, path: str, kwargs: dict[str, Any]) -> None:
+        from agentsd.memory import SkillMemory
+
+        self.mem = SkillMemory(path, **kwargs)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def call(self, name: str, args: tuple = (), kwargs: dict[str, Any] | None = None) -> Any:
+        value = getattr(self.mem, name)
+        return value(*args, **(kwargs or {})) if callable(value) else value
+
+
+class RemoteMemory:
+    """A :class:`~agentsd.memory.SkillMemory` in a Ray actor, used through the same API from the driver
+    and from any worker (the proxy pickles as its actor handle). The actor runs one call at a time, so
+    concurrent writers (planner reflect nodes on several workers, the driver's memory stage) never
+    interleave. ``ingest`` summarizes in the caller's process and sends only the entries; ``render`` is
+    local. The store's directory is the actor's (with ``url``, the Chroma server's index plus the
+    actor's side store).
+
+        mem = RemoteMemory.start("runs/x/memory", embedder="all-MiniLM-L6-v2")
+        mem.ingest(trajs)                      # from the driver
+        hits = mem.retrieve("push the box", k=3, env="sokoban")   # from anywhere
+    """
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    @classmethod
+    def start(cls, path: str | Path, *, num_cpus: float = 0, **kwargs: Any) -> RemoteMemory:
+        """Open (or create) the store at ``path`` in a new actor; ``kwargs`` go to ``SkillMemory``.
+        Errors opening it (a damaged directory, another embedder) are raised here."""
+        ray = _require_ray()
+        handle = ray.remote(num_cpus=num_cpus, max_restarts=0)(_MemoryHost).remote(str(path), kwargs)
+        ray.get(handle.pid.remote())
+        return cls(handle)
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        ray = _require_ray()
+        return ray.get(self._handle.call.remote(name, args, kwargs))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        from agentsd.memory import SkillMemory
+
+        if callable(getattr(SkillMemory, name, None)):
+            return lambda *a, **k: self._call(name, *a, **k)
+        return self._call(name)
+
+    def ingest(self, trajectories: Any, summarizer: Any = None, *, allow_test: bool = False) -> Any:
+        from agentsd.memory.memory import ingest_into
+
+        return ingest_into(self, trajectories, summarizer, allow_test=allow_test)
+
+    @staticmethod
+    def render(hits: Any, max_chars: int = 480) -> str:
+        from agentsd.memory import SkillMemory
+
+        return SkillMemory.render(hits, max_chars)
+
+    def close(self) -> None:
+        ray = _require_ray()
+        try:
+            self._call("close")
+            ray.kill(self._handle, no_restart=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
+@dataclass
+class PlannerSpec:
+    """What a worker needs to run episodes through :class:`agentsd.planner.PlannerLoop` with its own
+    policy replica: the planner config, the memory (a :class:`RemoteMemory`), sampling, whether memory is
+    frozen (evaluation) and the summarizer of its reflect node (a picklable one, e.g. the diagnostic
+    summarizer). Planner checkpoints (``planner.checkpoint``) are not kept on workers; the graph path is
+    still in each trajectory's ``meta["planner"]``."""
+
+    cfg: Any
+    memory: Any
+    sampling: Any
+    frozen: bool
+    summarizer: Any = None
+
+    def run(self, policy: Any, envs: EnvFactory, tasks: list[Task], *, batch: int, max_turns: int,
+            history: int) -> tuple[list[Trajectory], RolloutStats]:
+        from agentsd.planner import PlannerLoop
+
+        loop = PlannerLoop(policy, self.memory, self.cfg, sampling=self.sampling, history=history,
+                           summarizer=self.summarizer, frozen=self.frozen)
+        return loop.run(envs, tasks, max_turns=max_turns, batch=batch, env_name=envs.name, env_kwargs=envs.kwargs)
 
 
 # --------------------------------------------------------------------------------------- env actors

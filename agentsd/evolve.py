@@ -324,6 +324,10 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
     # Disjoint slices of the train range: demos first, then one fresh slice per iteration.
     train_cursor = ws.episodes if r.train_start is None else r.train_start
 
+    def sync_ray_weights() -> None:
+        if ray_rollout.version != weights_version:
+            ray_rollout.sync_weights(policy.model, version=weights_version)  # LoRA merged in a copy
+
     def phase_rollout(phase: str, actor, tasks, max_turns: int = r.max_turns,
                       skills=None, batch: int = r.batch) -> tuple[list[Trajectory], dict[str, Any]]:
         out = run_dir / "trajectories" / f"{phase}.jsonl"
@@ -342,8 +346,8 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
                                      history=r.history, out=out, tick=tick, skills=skills, seed=cfg.seed)
         run_rollout = rollout
         if ray_rollout is not None:
-            if isinstance(actor, PolicyActor) and ray_rollout.version != weights_version:
-                ray_rollout.sync_weights(policy.model, version=weights_version)  # LoRA merged in a copy
+            if isinstance(actor, PolicyActor):
+                sync_ray_weights()
             run_rollout = ray_rollout
         trajs, stats = run_rollout(
             envs, actor, tasks, batch=batch, max_turns=max_turns, history=r.history,
@@ -421,11 +425,16 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
     if mc.enabled and main:  # one writer: the main process (the skills it retrieves go out in the samples)
         from agentsd.memory import DiagnosticSummarizer, SkillMemory
 
-        memory = SkillMemory(
-            Path(mc.dir) if mc.dir else run_dir / "memory", url=mc.url, namespace=mc.namespace,
-            embedder=mc.embedding_model, embedding_backend=mc.embedding_backend,
-            merge_threshold=mc.merge_threshold, retire_floor=mc.retire_floor, stale_after=mc.stale_after,
-        )
+        mem_path = Path(mc.dir) if mc.dir else run_dir / "memory"
+        mem_kwargs = dict(url=mc.url, namespace=mc.namespace, embedder=mc.embedding_model,
+                          embedding_backend=mc.embedding_backend, merge_threshold=mc.merge_threshold,
+                          retire_floor=mc.retire_floor, stale_after=mc.stale_after)
+        if ray_rollout is not None:  # one memory actor: the driver and every worker use the same store
+            from agentsd.distributed import RemoteMemory
+
+            memory = RemoteMemory.start(mem_path, **mem_kwargs)
+        else:
+            memory = SkillMemory(mem_path, **mem_kwargs)
         if mc.summarizer == "llm":
             from agentsd.memory.llm import LLMSummarizer
             from agentsd.policy.base import Sampling
@@ -576,10 +585,6 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         from agentsd.planner import PlannerLoop, sqlite_checkpointer
 
         nonlocal checkpointer
-        if checkpointer is None and cfg.planner.checkpoint:
-            checkpointer = sqlite_checkpointer(run_dir / "planner.sqlite")
-        loop = PlannerLoop(policy, memory, cfg.planner, sampling=sampling, history=r.history,
-                           summarizer=summarizer, frozen=frozen, checkpointer=checkpointer)
         out = run_dir / "trajectories" / f"{phase}.jsonl"
         out.unlink(missing_ok=True)
         finished = 0
@@ -590,9 +595,21 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
             if progress:
                 progress(phase + " (planner)", finished, len(tasks))
 
-        trajs, stats = loop.run(envs, tasks, max_turns=r.max_turns, batch=min(cfg.planner.batch, r.batch),
-                                out_path=out, on_episode=tick, phase=phase, env_name=envs.name,
-                                env_kwargs=envs.kwargs)
+        batch = min(cfg.planner.batch, r.batch)
+        if ray_rollout is not None:  # the loop runs on the workers, with their replicas and the memory actor
+            from agentsd.distributed import PlannerSpec
+
+            sync_ray_weights()
+            spec = PlannerSpec(cfg.planner, memory, sampling, frozen, summarizer)
+            trajs, stats = ray_rollout(envs, PolicyActor(policy, sampling), tasks, batch=batch, max_turns=r.max_turns,
+                                       history=r.history, out_path=out, on_episode=tick, planner=spec)
+        else:
+            if checkpointer is None and cfg.planner.checkpoint:
+                checkpointer = sqlite_checkpointer(run_dir / "planner.sqlite")
+            loop = PlannerLoop(policy, memory, cfg.planner, sampling=sampling, history=r.history,
+                               summarizer=summarizer, frozen=frozen, checkpointer=checkpointer)
+            trajs, stats = loop.run(envs, tasks, max_turns=r.max_turns, batch=batch, out_path=out, on_episode=tick,
+                                    phase=phase, env_name=envs.name, env_kwargs=envs.kwargs)
         return trajs, {**stats.to_dict(), "planner": _planner_stats(trajs)}
 
     # --- warm-start on oracle demonstrations -----------------------------------------------------

@@ -642,21 +642,7 @@ class SkillMemory:
     def ingest(self, trajectories: Iterable[Any], summarizer: Any = None, *, allow_test: bool = False):
         """Summarize trajectories and add the entries. Test-split trajectories are refused: memory is
         built from train tasks only (``allow_test=True`` overrides, for analysis outside evaluation)."""
-        from agentsd.memory.diagnostic import DiagnosticSummarizer
-        from agentsd.memory.summarize import SummaryResult
-
-        trajs = list(trajectories)
-        bad = [t.id for t in trajs if t.split != "train"]
-        if bad and not allow_test:
-            raise ValueError(
-                f"{len(bad)} trajectories are not from the train split (e.g. {bad[0]}); memory is built "
-                "from train tasks only"
-            )
-        summarizer = summarizer or DiagnosticSummarizer()
-        res: SummaryResult = summarizer.summarize(trajs)
-        report = self.add(res.entries)
-        report.rejected.extend(res.rejected)
-        return report
+        return ingest_into(self, trajectories, summarizer, allow_test=allow_test)
 
     # --- statistics, export, import, repair -------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -799,3 +785,24 @@ def _matches(e: Entry, where: dict[str, Any]) -> bool:
 
 def _tokens(text: str) -> int:
     return math.ceil(len(text) / 4) + 1
+
+
+def ingest_into(memory: Any, trajectories: Iterable[Any], summarizer: Any = None, *, allow_test: bool = False):
+    """:meth:`SkillMemory.ingest` for any store with ``add``: the summarizer runs in the caller's process
+    (an LLM summarizer with its model stays where it is), only the entries travel to ``memory.add`` (a
+    :class:`~agentsd.distributed.RemoteMemory` sends them to its actor)."""
+    from agentsd.memory.diagnostic import DiagnosticSummarizer
+    from agentsd.memory.summarize import SummaryResult
+
+    trajs = list(trajectories)
+    bad = [t.id for t in trajs if t.split != "train"]
+    if bad and not allow_test:
+        raise ValueError(
+            f"{len(bad)} trajectories are not from the train split (e.g. {bad[0]}); memory is built "
+            "from train tasks only"
+        )
+    summarizer = summarizer or DiagnosticSummarizer()
+    res: SummaryResult = summarizer.summarize(trajs)
+    report = memory.add(res.entries)
+    report.rejected.extend(res.rejected)
+    return report
