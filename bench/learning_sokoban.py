@@ -77,6 +77,13 @@ def fmt_ci(m: float, h: float, signed: bool = False) -> str:
     return f"{s} ± {h:.1%}" if h == h else s
 
 
+def fmt_num(m: float, h: float, signed: bool = False) -> str:
+    if m != m:
+        return "-"
+    s = f"{m:+.2f}" if signed else f"{m:.2f}"
+    return f"{s} ± {h:.2f}" if h == h else s
+
+
 # --- configs ---------------------------------------------------------------------------------------------
 
 
@@ -368,14 +375,18 @@ def main() -> None:
     seeds = [s for s in range(args.seeds) if f"{WARM}/s{s}" in cells]
     final = {s: next(p for p in cells[f"{WARM}/s{s}"]["curve"] if p["phase"] == "eval_after") for s in seeds}
     warm = {s: final[s]["success"] for s in seeds}
+    warm_ret = {s: final[s]["return"] for s in seeds}  # finer than success: shaped reward (boxes on targets)
     warm_tasks = {s: final[s]["per_task"] for s in seeds}
     curves: dict[str, dict[int, list[float]]] = {}
     per_seed: dict[str, dict[int, dict[int, float]]] = {}
     last: dict[str, dict[int, float]] = {}
+    ret_curves: dict[str, dict[int, list[float]]] = {}
+    last_ret: dict[str, dict[int, float]] = {}
     last_tasks: dict[str, dict[int, dict[str, int]]] = {}
     consistency = {}
     for arm in arms:
         curves[arm], per_seed[arm], last[arm], last_tasks[arm] = {}, {}, {}, {}
+        ret_curves[arm], last_ret[arm] = {}, {}
         for s in seeds:
             c = cells.get(f"{arm}/s{s}")
             if not c or not c["complete"]:
@@ -385,6 +396,10 @@ def main() -> None:
             for k, v in pts.items():
                 curves[arm].setdefault(k, []).append(v)
             last[arm][s] = pts[args.iterations]
+            rets = {0: warm_ret[s], **{p["iteration"]: p["return"] for p in c["curve"] if p["iteration"] > 0}}
+            for k, v in rets.items():
+                ret_curves[arm].setdefault(k, []).append(v)
+            last_ret[arm][s] = rets[args.iterations]
             last_tasks[arm][s] = next(p for p in c["curve"] if p["phase"] == "eval_after")["per_task"]
             before = next((p for p in c["curve"] if p["iteration"] == 0), None)
             consistency[f"{arm}/s{s}"] = before is not None and before["per_task"] == warm_tasks[s]
@@ -400,16 +415,21 @@ def main() -> None:
         m, h = t_ci([float(x) for x in d])
         return {"pairs": len(d), "diff": m, "ci": h, "wins": sum(x > 0 for x in d), "losses": sum(x < 0 for x in d)}
 
-    summary: dict[str, Any] = {"warmstart": dict(zip(("mean", "ci"), t_ci(list(warm.values())), strict=True))}
+    def curve(by_it: dict[int, list[float]]) -> dict[str, Any]:
+        return {str(k): dict(zip(("mean", "ci", "n"), (*t_ci(v), len(v)), strict=True)) for k, v in sorted(by_it.items())}
+
+    summary: dict[str, Any] = {"warmstart": dict(zip(("mean", "ci"), t_ci(list(warm.values())), strict=True)),
+                               "warmstart_return": dict(zip(("mean", "ci"), t_ci(list(warm_ret.values())), strict=True))}
     for arm in arms:
         summary[arm] = {
-            "curve": {str(k): dict(zip(("mean", "ci", "n"), (*t_ci(v), len(v)), strict=True))
-                      for k, v in sorted(curves[arm].items())},
+            "curve": curve(curves[arm]), "return_curve": curve(ret_curves[arm]),
             "vs_warmstart": paired(last[arm], warm), "vs_warmstart_tasks": paired_tasks(last_tasks[arm], warm_tasks),
+            "return_vs_warmstart": paired(last_ret[arm], warm_ret),
         }
     if "skill_sd" in arms and "grpo" in arms:
         d = paired(last["skill_sd"], last["grpo"])
-        summary["skill_sd_minus_grpo"] = {**d, "tasks": paired_tasks(last_tasks["skill_sd"], last_tasks["grpo"])}
+        summary["skill_sd_minus_grpo"] = {**d, "tasks": paired_tasks(last_tasks["skill_sd"], last_tasks["grpo"]),
+                                          "return": paired(last_ret["skill_sd"], last_ret["grpo"])}
         summary["aim"] = {
             "skill_sd_ge_grpo_plus_5pts_point": d["seeds"] > 0 and d["diff"] >= AIM_POINTS,
             "skill_sd_ge_grpo_plus_5pts_ci_lower": d["seeds"] > 1 and d["diff"] - d["ci"] >= AIM_POINTS,
@@ -425,12 +445,13 @@ def main() -> None:
                         f"(groups of {args.group_size}, <= {args.max_turns} turns), {args.test} test episodes: "
                         "test success, mean over seeds ± 95% t-CI (iteration 0 = warm-start)")
     for col in ("arm", "seeds", *(f"it {k}" for k in it_cols), f"it {args.iterations} - warm (paired)",
-                "train succ", "learner s/run", "wall s/run"):
+                f"return it {args.iterations}", "return - warm", "train succ", "learner s/run", "wall s/run"):
         table.add_column(col, justify="left" if col == "arm" else "right")
     m, h = t_ci(list(warm.values()))
     ws_cells = [cells[f"{WARM}/s{s}"] for s in seeds]
-    table.add_row("warm-start", str(len(seeds)), fmt_ci(m, h), *["" for _ in it_cols[1:]], "", "", "",
-                  f"{sum(c['wall_s'] for c in ws_cells) / max(1, len(ws_cells)):.0f}")
+    rm, rh = t_ci(list(warm_ret.values()))
+    table.add_row("warm-start", str(len(seeds)), fmt_ci(m, h), *["" for _ in it_cols[1:]], "", fmt_num(rm, rh), "",
+                  "", "", f"{sum(c['wall_s'] for c in ws_cells) / max(1, len(ws_cells)):.0f}")
     for arm in arms:
         runs = [cells[f"{arm}/s{s}"] for s in per_seed[arm]]
         if not runs:
@@ -438,7 +459,10 @@ def main() -> None:
         d = summary[arm]["vs_warmstart"]
         tr = [x for c in runs for x in c["train_success"]]
         table.add_row(arm, str(len(runs)), *(fmt_ci(*t_ci(curves[arm].get(k, []))) for k in it_cols),
-                      fmt_ci(d["diff"], d["ci"], signed=True), f"{sum(tr) / max(1, len(tr)):.1%}",
+                      fmt_ci(d["diff"], d["ci"], signed=True), fmt_num(*t_ci(list(last_ret[arm].values()))),
+                      fmt_num(summary[arm]["return_vs_warmstart"]["diff"], summary[arm]["return_vs_warmstart"]["ci"],
+                              signed=True),
+                      f"{sum(tr) / max(1, len(tr)):.1%}",
                       f"{sum(c['learner_s'] for c in runs) / len(runs):.1f}",
                       f"{sum(c['wall_s'] for c in runs) / len(runs):.0f}")
     console = Console(width=220)
@@ -449,7 +473,8 @@ def main() -> None:
         console.print(
             f"skill_sd - grpo at iteration {args.iterations}: {fmt_ci(d['diff'], d['ci'], signed=True)} "
             f"(paired over {d['seeds']} seeds; pooled over {dt['pairs']} seed x task pairs: "
-            f"{fmt_ci(dt['diff'], dt['ci'], signed=True)}, {dt['wins']} wins / {dt['losses']} losses). "
+            f"{fmt_ci(dt['diff'], dt['ci'], signed=True)}, {dt['wins']} wins / {dt['losses']} losses; "
+            f"return {fmt_num(d['return']['diff'], d['return']['ci'], signed=True)}). "
             f"Aim +5 points: {'met' if summary['aim']['skill_sd_ge_grpo_plus_5pts_point'] else 'not met'} "
             f"(point estimate), {'met' if summary['aim']['skill_sd_ge_grpo_plus_5pts_ci_lower'] else 'not met'} "
             f"(CI lower bound); both above warm-start: "
