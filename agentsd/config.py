@@ -134,9 +134,10 @@ class OnPolicySection(Strict):
     #: student's initial weights (then the teacher equals the student at the start: a KL anchor that
     #: moves nothing until the student drifts)
     teacher_model: str | None = None
-    #: CPU: glibc returns freed activations to the OS, so peak memory tracks live tensors (false: glibc's
-    #: default heap, whose peak grows ~1.4x for skill_sd; MALLOC_*_THRESHOLD_ in the environment win)
-    compact_cpu_heap: bool = True
+    #: CPU, memory-tight runs: glibc returns freed activations to the OS, so peak memory tracks live
+    #: tensors (skill_sd's peak 1.00x GRPO's instead of 1.39x) but a step costs ~1.4-1.8x the CPU time;
+    #: MALLOC_*_THRESHOLD_ in the environment win
+    compact_cpu_heap: bool = False
 
 
 def onpolicy_config(section: OnPolicySection, **extra: Any):

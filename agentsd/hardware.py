@@ -34,8 +34,10 @@ def compact_cpu_heap(threshold: int = 128 * 1024) -> bool:
 
     By default glibc raises its mmap threshold after large blocks are freed, so freed activations (the
     Skill-SD teacher's no-grad pass, then the student's) stay in the heap and the resident set grows
-    well past the live tensors: measured 1.46x GRPO's peak for a Skill-SD step by default vs 1.005x
-    with this (bench/bench_learning.py). The same as ``MALLOC_MMAP_THRESHOLD_`` and
+    well past the live tensors: measured 1.39x GRPO's peak for a Skill-SD step by default vs 1.00x
+    with this (bench/bench_learning.py). The price is CPU time: every large block is fresh pages
+    (measured 1.4-1.8x CPU seconds per learner step), so it is opt-in
+    (``learning.onpolicy.compact_cpu_heap``). The same as ``MALLOC_MMAP_THRESHOLD_`` and
     ``MALLOC_TRIM_THRESHOLD_`` in the environment, which win when set. Process-wide, idempotent; a
     no-op (returns False) off glibc.
     """
