@@ -80,9 +80,18 @@ def test_tiny_model_greedy_same_actions(rr, envs, tiny_policy):
     assert stats.tokens > 0 and all(t.policy_version == 0 and t.policy == "tiny" for t in remote)
 
 
-def test_skills_rejected(rr, envs):
-    with pytest.raises(NotImplementedError, match="skills"):
-        rr(envs, OracleActor(), make_tasks(envs.cls, "test", 1), skills=lambda env, obs: "x")
+def test_skills_callback_is_shipped_to_the_workers(rr, envs, tiny_policy):
+    """A picklable skills= callback runs in the workers: the same prompts and actions as in-process."""
+    tasks = make_tasks(envs.cls, "test", 2)
+
+    def skills(env, obs):
+        return f"SKILL-MARKER for {env.task_description()[:20]}"
+
+    a, _ = rollout(envs, PolicyActor(tiny_policy, GREEDY), tasks, max_turns=1, skills=skills)
+    b, _ = rr(envs, PolicyActor(tiny_policy, GREEDY), tasks, max_turns=1, skills=skills)
+    assert [t.turns[0].messages for t in b] == [t.turns[0].messages for t in a]
+    assert all("SKILL-MARKER" in t.turns[0].messages[0]["content"] for t in b)
+    assert [_key(t) for t in b] == [_key(t) for t in a]
 
 
 def test_weight_sync_changes_generations(rr, envs, tiny_model_dir, tmp_path):
