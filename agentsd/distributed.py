@@ -399,6 +399,20 @@ class RayRollout:
 # ------------------------------------------------------------------------------------------ memory actor
 
 
+def _invoke(target: Any, name: str, args: tuple = (), kwargs: dict[str, Any] | None = None) -> Any:
+    """In an actor: ``target.name(*args, **kwargs)`` for a method, the attribute's value otherwise."""
+    value = getattr(target, name)
+    return value(*args, **(kwargs or {})) if callable(value) else value
+
+
+def _forward(cls: type, name: str, call: Any) -> Any:
+    """On a proxy: a function that forwards a method of ``cls`` through ``call(name, args, kwargs)``,
+    or the forwarded attribute's value."""
+    if callable(getattr(cls, name, None)):
+        return lambda *a, **k: call(name, a, k)
+    return call(name, (), {})
+
+
 class _MemoryHost:
     """The body of the memory actor: one :class:`~agentsd.memory.SkillMemory`, the only process that
     touches the store."""
@@ -412,8 +426,7 @@ class _MemoryHost:
         return os.getpid()
 
     def call(self, name: str, args: tuple = (), kwargs: dict[str, Any] | None = None) -> Any:
-        value = getattr(self.mem, name)
-        return value(*args, **(kwargs or {})) if callable(value) else value
+        return _invoke(self.mem, name, args, kwargs)
 
 
 class RemoteMemory:
@@ -441,18 +454,16 @@ class RemoteMemory:
         ray.get(handle.pid.remote())
         return cls(handle)
 
-    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, name: str, args: tuple = (), kwargs: dict[str, Any] | None = None) -> Any:
         ray = _require_ray()
-        return ray.get(self._handle.call.remote(name, args, kwargs))
+        return ray.get(self._handle.call.remote(name, args, kwargs or {}))
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
         from agentsd.memory import SkillMemory
 
-        if callable(getattr(SkillMemory, name, None)):
-            return lambda *a, **k: self._call(name, *a, **k)
-        return self._call(name)
+        return _forward(SkillMemory, name, self._call)
 
     def ingest(self, trajectories: Any, summarizer: Any = None, *, allow_test: bool = False) -> Any:
         from agentsd.memory.memory import ingest_into
@@ -518,8 +529,7 @@ class _EnvHost:
 
     def call(self, handle: int, name: str, args: tuple = (), kwargs: dict[str, Any] | None = None) -> Any:
         """``env.name(*args, **kwargs)`` for a method, the attribute's value otherwise."""
-        value = getattr(self.envs[handle], name)
-        return value(*args, **(kwargs or {})) if callable(value) else value
+        return _invoke(self.envs[handle], name, args, kwargs)
 
     def close(self, handle: int) -> None:
         env = self.envs.pop(handle, None)
@@ -599,9 +609,7 @@ class RemoteEnv:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name in self._OWN:  # not set yet (e.g. during unpickling)
             raise AttributeError(name)
-        if callable(getattr(self._cls, name, None)):
-            return lambda *a, **k: self._call(name, a, k)
-        return self._call(name)
+        return _forward(self._cls, name, self._call)
 
     def close(self) -> None:
         ray = _require_ray()
