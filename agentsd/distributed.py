@@ -28,7 +28,8 @@ Memory: a run's skill memory lives in one memory actor (:class:`RemoteMemory`, a
 :class:`~agentsd.memory.SkillMemory` API), so the driver and every worker read and write one store and
 writes are serialized by the actor. A ``skills=`` callback that retrieves from a ``RemoteMemory``
 (``skill_prompt``) is shipped to the workers, and ``planner=`` (:class:`PlannerSpec`) runs the LangGraph
-planner loop in the workers, its reflect node writing through the actor.
+planner loop in the workers, its reflect node writing through the actor and its LangGraph checkpoints
+going to one SQLite file per worker process (:func:`find_planner_checkpoint` finds an episode's).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from agentsd.rollout import EnvFactory, OracleActor, PolicyActor, RolloutStats, 
 from agentsd.trajectory import Trajectory, write_jsonl
 
 __all__ = ["PlannerSpec", "RayEnvFactory", "RayRollout", "RayRolloutStats", "RemoteEnv", "RemoteMemory",
-           "merged_state_dict", "ray_available"]
+           "find_planner_checkpoint", "merged_state_dict", "ray_available"]
 
 
 def ray_available() -> bool:
@@ -490,22 +491,61 @@ class PlannerSpec:
     """What a worker needs to run episodes through :class:`agentsd.planner.PlannerLoop` with its own
     policy replica: the planner config, the memory (a :class:`RemoteMemory`), sampling, whether memory is
     frozen (evaluation) and the summarizer of its reflect node (a picklable one, e.g. the diagnostic
-    summarizer). Planner checkpoints (``planner.checkpoint``) are not kept on workers; the graph path is
-    still in each trajectory's ``meta["planner"]``."""
+    summarizer).
+
+    ``checkpoint_dir``: keep LangGraph checkpoints there, one SQLite file per worker process
+    (``planner-<pid>.sqlite``: SQLite does not take concurrent writers from several processes well),
+    with the same thread ids as in-process (``<phase>/<split>-<seed>-<group>``). The path is opened on
+    the worker's node: the run directory in local mode, a shared filesystem on a cluster."""
 
     cfg: Any
     memory: Any
     sampling: Any
     frozen: bool
     summarizer: Any = None
+    checkpoint_dir: str | None = None
+    phase: str = "planner"
+
+    def checkpointer(self) -> Any:
+        """This process's checkpointer (opened once per worker process), or None."""
+        if self.checkpoint_dir is None:
+            return None
+        from agentsd.planner import sqlite_checkpointer
+
+        path = str(Path(self.checkpoint_dir) / f"planner-{os.getpid()}.sqlite")
+        if path not in _CHECKPOINTERS:
+            _CHECKPOINTERS[path] = sqlite_checkpointer(path)
+        return _CHECKPOINTERS[path]
 
     def run(self, policy: Any, envs: EnvFactory, tasks: list[Task], *, batch: int, max_turns: int,
             history: int) -> tuple[list[Trajectory], RolloutStats]:
         from agentsd.planner import PlannerLoop
 
         loop = PlannerLoop(policy, self.memory, self.cfg, sampling=self.sampling, history=history,
-                           summarizer=self.summarizer, frozen=self.frozen)
-        return loop.run(envs, tasks, max_turns=max_turns, batch=batch, env_name=envs.name, env_kwargs=envs.kwargs)
+                           summarizer=self.summarizer, frozen=self.frozen, checkpointer=self.checkpointer())
+        return loop.run(envs, tasks, max_turns=max_turns, batch=batch, phase=self.phase, env_name=envs.name,
+                        env_kwargs=envs.kwargs)
+
+
+#: Planner checkpointers of this (worker) process, by SQLite path.
+_CHECKPOINTERS: dict[str, Any] = {}
+
+
+def find_planner_checkpoint(checkpoint_dir: str | Path, thread_id: str) -> Any:
+    """The checkpointer (a LangGraph ``SqliteSaver``) holding planner episode ``thread_id`` among the
+    files under ``checkpoint_dir`` (the in-process ``planner.sqlite`` and the workers'
+    ``planner-<pid>.sqlite``); pass it to ``PlannerLoop(checkpointer=...)`` to inspect or resume the
+    episode. Raises KeyError when no file has it."""
+    from agentsd.planner import sqlite_checkpointer
+
+    root = Path(checkpoint_dir)
+    config = {"configurable": {"thread_id": thread_id}}
+    for path in sorted(root.glob("planner*.sqlite")):
+        saver = sqlite_checkpointer(path)
+        if saver.get_tuple(config) is not None:
+            return saver
+        saver.conn.close()
+    raise KeyError(f"no planner checkpoint of {thread_id!r} under {root}")
 
 
 # --------------------------------------------------------------------------------------- env actors

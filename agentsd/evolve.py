@@ -600,7 +600,8 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
             from agentsd.distributed import PlannerSpec
 
             sync_ray_weights()
-            spec = PlannerSpec(cfg.planner, memory, sampling, frozen, summarizer)
+            spec = PlannerSpec(cfg.planner, memory, sampling, frozen, summarizer,
+                               checkpoint_dir=str(run_dir) if cfg.planner.checkpoint else None, phase=phase)
             trajs, stats = ray_rollout(envs, PolicyActor(policy, sampling), tasks, batch=batch, max_turns=r.max_turns,
                                        history=r.history, out_path=out, on_episode=tick, planner=spec)
         else:

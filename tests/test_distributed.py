@@ -355,7 +355,8 @@ def test_run_skill_prompt_on_ray_matches_in_process(tmp_path, tiny_model_dir):
 
 def test_run_planner_on_ray(tmp_path, tiny_model_dir):
     """mode=memory with backend.kind=ray: the planner loop runs on the workers; their reflect nodes write
-    into the one memory actor on train seeds (the driver sees it grow), evaluation never writes."""
+    into the one memory actor on train seeds (the driver sees it grow), evaluation never writes; each
+    worker keeps LangGraph checkpoints of its episodes in its own SQLite file in the run directory."""
     import json
 
     from agentsd.config import ConfigError
@@ -383,3 +384,19 @@ def test_run_planner_on_ray(tmp_path, tiny_model_dir):
     with SkillMemory(d / "memory") as mem:
         ops = [h["op"] for e in mem.entries(status=None) for h in mem.history(e.id)]
     assert "vote" in ops  # the workers' reflect nodes voted through the memory actor
+
+    from agentsd.distributed import find_planner_checkpoint
+    from agentsd.planner import PlannerConfig, PlannerLoop
+    from agentsd.policy.base import Sampling
+
+    files = sorted(d.glob("planner-*.sqlite"))
+    assert files and not (d / "planner.sqlite").exists()
+    for t in evals:  # every episode is checkpointed under its in-process thread id, in some worker's file
+        tid = f"eval_after/test-{t.seed}-{t.group}"
+        saver = find_planner_checkpoint(d, tid)
+        loop = PlannerLoop(None, None, PlannerConfig(), sampling=Sampling(), checkpointer=saver)
+        snap = loop.graph.get_state({"configurable": {"thread_id": tid}})
+        assert snap.values["seed"] == t.seed and snap.values["actions"] == [x.response for x in t.turns]
+        assert not snap.next  # finished
+    with pytest.raises(KeyError, match="no planner checkpoint"):
+        find_planner_checkpoint(d, "eval_after/test-999-0")
