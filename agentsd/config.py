@@ -138,6 +138,9 @@ class OnPolicySection(Strict):
     #: tensors (skill_sd's peak 1.00x GRPO's instead of 1.39x) but a step costs ~1.4-1.8x the CPU time;
     #: MALLOC_*_THRESHOLD_ in the environment win
     compact_cpu_heap: bool = False
+    #: multi-process launches: ZeRO-1, each process keeps 1/N of the AdamW moments (full fine-tuning:
+    #: 16 -> 8 + 8/N bytes per parameter); no effect in one process
+    shard_optimizer: bool = False
 
 
 def onpolicy_config(section: OnPolicySection, **extra: Any):

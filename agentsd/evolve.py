@@ -488,7 +488,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         # peft injects the LoRA layers into policy.model's own modules, so policy.model (which the
         # rollouts generate with) runs the live adapter: no merge, no weight copy after a step.
         net = prepare_model(policy.model, opcfg)
-        opt = make_optimizer(net, opcfg)
+        opt = make_optimizer(net, opcfg, dp)
         teacher_model = None
         if op.teacher_model is not None:  # opd's fixed teacher: reloaded as it is on resume
             teacher_model = load_policy(op.teacher_model, **model_kwargs(cfg.model)).model
@@ -532,15 +532,18 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
 
         import torch
 
+        from agentsd.learn.onpolicy import optimizer_state_dict
+
         net, teacher, reference = learner["net"], learner["teacher"], learner["reference"]
         lora = hasattr(net, "peft_config")
+        opt_sd = optimizer_state_dict(learner["opt"], dp)  # every process: a sharded one gathers on main
 
         def extra(d: Path) -> None:
             sd = {
                 "algo": algo, "iteration": it, "lora": lora,
                 "adapter": {n: p.detach().clone() for n, p in net.named_parameters() if p.requires_grad}
                 if lora else None,
-                "optimizer": learner["opt"].state_dict(),
+                "optimizer": opt_sd,
                 "teacher": teacher.state_dict() if teacher is not None else None,
                 "reference": reference.state_dict() if reference is not None else None,
                 "rng": _rng_state(),

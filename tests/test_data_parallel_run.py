@@ -1,5 +1,6 @@
 """`agentsd run` launched as two data-parallel processes (torchrun, gloo on CPU) on the tiny model:
-one run directory, every episode once, the learner stepping in both processes, and resume."""
+one run directory, every episode once, the learner stepping in both processes with its AdamW state
+sharded (ZeRO-1), and resume from the consolidated checkpoint."""
 
 import json
 import os
@@ -23,14 +24,14 @@ def _overrides(tmp_path, model_dir):
     ]
 
 
-def _launch(tmp_path, model_dir, name, *extra):
+def _launch(tmp_path, model_dir, name, *extra, post=()):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         env.pop(k, None)
     port = 29000 + (os.getpid() + len(name)) % 1000
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-         "-m", "agentsd", "run", "--env", "sokoban", "--name", name, *extra, *_overrides(tmp_path, model_dir)],
+         "-m", "agentsd", "run", "--env", "sokoban", "--name", name, *extra, *_overrides(tmp_path, model_dir), *post],
         env=env, capture_output=True, text=True, timeout=600,
     )
 
@@ -40,7 +41,7 @@ def _phases(d):
 
 
 def test_two_process_run_plays_every_episode_once_and_resumes(tmp_path, tiny_model_dir):
-    proc = _launch(tmp_path, tiny_model_dir, "dp")
+    proc = _launch(tmp_path, tiny_model_dir, "dp", post=["learning.onpolicy.shard_optimizer=true"])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     d = tmp_path / "dp"
     assert _phases(d) == ["warmstart", "eval_before", "iter_1", "eval_after"]
@@ -58,10 +59,20 @@ def test_two_process_run_plays_every_episode_once_and_resumes(tmp_path, tiny_mod
     single = run(load_config("sokoban", ["name=single", *_overrides(tmp_path, tiny_model_dir)]), log=lambda *a: None)
     one = list(read_jsonl(single.run_dir / "trajectories" / "iter_1.jsonl"))
     assert sorted(t.seed for t in one) == sorted(t.seed for t in train)
-    # resume: a finished run resumes to nothing new, in both processes
-    again = _launch(tmp_path, tiny_model_dir, "dp", "--resume")
+    # the checkpoint holds the whole optimizer state, gathered from both processes' shards
+    import torch
+
+    sd = torch.load(d / "checkpoints" / "iter_1" / "learner.pt", map_location="cpu", weights_only=False)
+    state = sd["optimizer"]["state"]
+    n_params = sum(len(g["params"]) for g in sd["optimizer"]["param_groups"])
+    assert len(state) == n_params and all(v is not None and "exp_avg" in v for v in state.values())
+    # resume with one more iteration: both processes load their shard of that state and go on
+    again = _launch(tmp_path, tiny_model_dir, "dp", "--resume",
+                    post=["learning.onpolicy.shard_optimizer=true", "learning.iterations=2"])
     assert again.returncode == 0, again.stderr[-4000:]
-    assert _phases(d) == ["warmstart", "eval_before", "iter_1", "eval_after"]
+    assert _phases(d)[:5] == ["warmstart", "eval_before", "iter_1", "eval_after", "iter_2"]
+    it2 = next(json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines() if '"iter_2"' in x)
+    assert it2["learn"]["stepped"] == 1 and it2["rollout"]["processes"] == 2
 
 
 def test_data_parallel_refuses_what_it_cannot_split(tiny_model_dir):

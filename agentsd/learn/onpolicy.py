@@ -72,7 +72,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentsd.learn.losses import grpo_advantages, grpo_loss, reverse_kl_full, skill_sd_loss
-from agentsd.learn.sft import LLAMA_PROJ, _optimizer, _use_bf16, _wrap_lora, tokenize_example
+from agentsd.learn.sft import LLAMA_PROJ, _optimizer, _param_groups, _use_bf16, _wrap_lora, tokenize_example
 from agentsd.policy.chat import encode_chat
 from agentsd.policy.hf import (
     completion_hidden,
@@ -138,6 +138,10 @@ class OnPolicyConfig(BaseModel):
     #: memory tracks live tensors (skill_sd 1.00x GRPO's peak instead of 1.39x) at a CPU cost (measured
     #: 1.4-1.8x CPU seconds per step: fresh pages for every large block); off = glibc's default heap
     compact_cpu_heap: bool = False
+    #: Data-parallel launches: shard the AdamW state across the processes (ZeRO stage 1, torch's
+    #: ZeroRedundancyOptimizer): each keeps its share of the moments and updates those parameters, then
+    #: they are broadcast. Gradients and parameters stay whole on every process (see make_optimizer).
+    shard_optimizer: bool = False
 
 
 # ------------------------------------------------------------------------------------------- samples
@@ -418,9 +422,34 @@ def prepare_model(model: Any, cfg: OnPolicyConfig) -> Any:
         return _wrap_lora(model, cfg)  # type: ignore[arg-type]  # reads the same lora_* fields
 
 
-def make_optimizer(model: Any, cfg: OnPolicyConfig) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters, no weight decay on 1-D ones (as in SFT)."""
-    return _optimizer(model, cfg)  # type: ignore[arg-type]  # reads lr and weight_decay
+def make_optimizer(model: Any, cfg: OnPolicyConfig, dp: DataParallel | None = None) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters, no weight decay on 1-D ones (as in SFT).
+
+    With ``cfg.shard_optimizer`` in a data-parallel launch of N > 1 processes, the AdamW state is sharded
+    (ZeRO stage 1, :class:`torch.distributed.optim.ZeroRedundancyOptimizer`): each process holds the
+    moments of about 1/N of the parameters and updates only those, then broadcasts them. For full
+    fine-tuning in fp32 that is 8 + 8/N bytes per parameter instead of 16 (weights and gradients stay
+    whole: :func:`learner_step` sums whole gradients, and rollouts and the teacher need whole weights).
+    The step equals the unsharded one. Checkpoints: :func:`optimizer_state_dict`."""
+    if not (cfg.shard_optimizer and dp is not None and dp.world > 1):
+        return _optimizer(model, cfg)  # type: ignore[arg-type]  # reads lr and weight_decay
+    import torch
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+
+    return ZeroRedundancyOptimizer(_param_groups(model, cfg.weight_decay), optimizer_class=torch.optim.AdamW,
+                                   lr=cfg.lr)
+
+
+def optimizer_state_dict(optimizer: torch.optim.Optimizer, dp: DataParallel | None = None) -> dict[str, Any] | None:
+    """The optimizer's full state dict for a checkpoint. A sharded optimizer first gathers every
+    process's shard on the main process (a collective: call it on every process); the others get None.
+    ``load_state_dict`` takes the full dict on every process (each keeps its shard)."""
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+
+    if isinstance(optimizer, ZeroRedundancyOptimizer):
+        optimizer.consolidate_state_dict(to=0)
+        return optimizer.state_dict() if dp is None or dp.is_main else None
+    return optimizer.state_dict()
 
 
 def make_teacher(

@@ -20,7 +20,8 @@ The result equals a single-process learner step on the whole batch up to float s
 Supported process groups: one machine or many, CPU (gloo) or GPU (NCCL) — accelerate's ``NO``,
 ``MULTI_CPU`` and ``MULTI_GPU`` (DDP) types. FSDP and DeepSpeed shard parameters across processes,
 which the teacher's weight swap and the in-process rollouts do not support: they are refused with a
-clear error rather than run wrong.
+clear error rather than run wrong. The optimizer state can be sharded (ZeRO stage 1,
+``OnPolicyConfig.shard_optimizer``; see :func:`agentsd.learn.onpolicy.make_optimizer`).
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class DataParallel:
             raise ValueError(
                 f"accelerate distributed_type {kind!r} is not supported by the agentsd learner: use DDP "
                 f"(distributed_type MULTI_GPU or MULTI_CPU); FSDP/DeepSpeed shard the parameters, which the "
-                f"in-process rollouts and the teacher's weight swap need whole"
+                f"in-process rollouts and the teacher's weight swap need whole. To cut optimizer memory, set "
+                f"learning.onpolicy.shard_optimizer=true (ZeRO-1: AdamW state sharded across the processes)"
             )
         return cls(state.process_index, state.num_processes, state.device)
 

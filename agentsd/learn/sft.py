@@ -166,17 +166,21 @@ def _wrap_lora(model: Any, cfg: SFTConfig) -> Any:
         return get_peft_model(model, lcfg)
 
 
+def _param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
+    """The trainable parameters in AdamW groups: no weight decay on norms and biases (1-D tensors),
+    decaying them only hurts."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
 def _optimizer(model: Any, cfg: SFTConfig) -> torch.optim.Optimizer:
     import torch
 
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters")
-    # No weight decay on norms and biases (1-D tensors): decaying them only hurts.
-    decay = [p for _, p in params if p.ndim >= 2]
-    other = [p for _, p in params if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
+    return torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
 
 
 def _use_bf16(flag: bool | None, device: torch.device) -> bool:
