@@ -51,6 +51,9 @@ from agentsd.trajectory import Trajectory, write_jsonl
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
+#: The phase of a run's final evaluation (agentsd.report reads it as the run's result).
+FINAL_EVAL = "eval_after"
+
 
 @dataclass
 class RunResult:
@@ -97,13 +100,50 @@ class RunState:
     def done(self, phase: str) -> bool:
         return phase in self.data["done"]
 
+    def extend(self, iterations: int) -> int | None:
+        """A finished run resumed with more ``iterations`` than it ran: its final evaluation becomes the
+        learning-curve point ``eval_iter_<k>`` of the iteration it followed (in state.json, metrics.jsonl
+        and the trajectory file), so the extended run evaluates again at its new end. Returns k, or None
+        when there is nothing to extend. Every process rewrites its copy alike; only the writer touches
+        files."""
+        if FINAL_EVAL not in self.data["done"]:
+            return None
+        k = sum(1 for p in self.data["done"] if p.startswith("iter_"))
+        if k >= iterations:
+            return None
+        new = f"eval_iter_{k}"
+        self.data["done"] = [new if p == FINAL_EVAL else p for p in self.data["done"]]
+        for rec in self.data["phases"]:
+            if rec["phase"] == FINAL_EVAL:
+                rec["phase"] = new
+        if self.write:
+            run_dir = self.path.parent
+            metrics = run_dir / "metrics.jsonl"
+            if metrics.exists():
+                lines = []
+                for line in metrics.read_text().splitlines():
+                    rec = json.loads(line) if line.strip() else None
+                    if rec is not None and rec.get("phase") == FINAL_EVAL:
+                        line = json.dumps({**rec, "phase": new})
+                    lines.append(line)
+                tmp = metrics.with_suffix(".tmp")
+                tmp.write_text("".join(x + "\n" for x in lines))
+                tmp.replace(metrics)
+            traj = run_dir / "trajectories" / f"{FINAL_EVAL}.jsonl"
+            if traj.exists():
+                traj.replace(traj.with_name(f"{new}.jsonl"))
+            self._save()
+        return k
+
     def mark(self, record: dict[str, Any], checkpoint: str | None = None) -> None:
         self.data["done"].append(record["phase"])
         self.data["phases"].append(record)
         if checkpoint is not None:
             self.data["checkpoint"] = checkpoint
-        if not self.write:
-            return
+        if self.write:
+            self._save()
+
+    def _save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=1))
         tmp.replace(self.path)  # atomic: a kill never leaves a half-written state
@@ -280,6 +320,10 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         raise FileExistsError(error)
     run_dir = cfg.run_dir
     state = RunState(run_dir, write=main)
+    extended = state.extend(cfg.learning.iterations) if resume else None
+    if extended is not None:
+        log(f"extending a finished run: {extended} -> {cfg.learning.iterations} iterations; its final evaluation "
+            f"is now eval_iter_{extended}")
     from agentsd.tracking import Tracker
 
     tracker = Tracker.from_config(cfg, run_dir) if main else Tracker(None, tensorboard=False)

@@ -70,7 +70,7 @@ def test_two_process_run_plays_every_episode_once_and_resumes(tmp_path, tiny_mod
     again = _launch(tmp_path, tiny_model_dir, "dp", "--resume",
                     post=["learning.onpolicy.shard_optimizer=true", "learning.iterations=2"])
     assert again.returncode == 0, again.stderr[-4000:]
-    assert _phases(d)[:5] == ["warmstart", "eval_before", "iter_1", "eval_after", "iter_2"]
+    assert _phases(d) == ["warmstart", "eval_before", "iter_1", "eval_iter_1", "iter_2", "eval_after"]
     it2 = next(json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines() if '"iter_2"' in x)
     assert it2["learn"]["stepped"] == 1 and it2["rollout"]["processes"] == 2
 

@@ -132,3 +132,28 @@ def test_eval_every_gives_a_learning_curve_and_resumes_it(tmp_path, tiny_model_d
     from agentsd.report.collect import read_run
 
     assert [p["phase"] for p in read_run(d)["curve"]] == ["eval_before", "eval_iter_1", "eval_iter_2", "eval_after"]
+
+
+def test_a_finished_run_resumed_with_more_iterations_evaluates_at_its_new_end(tmp_path, tiny_model_dir):
+    """Extending a finished run: its old final evaluation becomes the curve point of the iteration it
+    followed (state, metrics.jsonl, trajectory file), and the extended run evaluates again at the end."""
+    from agentsd.report.collect import is_complete, read_run
+
+    run(_cfg(tmp_path, tiny_model_dir, **{"learning.iterations": 1}), log=lambda *a: None)
+    d = tmp_path / "t"
+    old = list(read_jsonl(d / "trajectories" / "eval_after.jsonl"))
+    cfg = _cfg(tmp_path, tiny_model_dir, **{"learning.iterations": 2})
+    lines: list[str] = []
+    res = run(cfg, resume=True, log=lines.append)
+    assert any("extending a finished run: 1 -> 2" in x for x in lines)
+    assert _phases(d) == ["warmstart", "eval_before", "iter_1", "eval_iter_1", "iter_2", "eval_after"]
+    assert [p["phase"] for p in res.phases] == _phases(d)
+    state = json.loads((d / "state.json").read_text())
+    assert state["done"] == _phases(d)
+    moved = list(read_jsonl(d / "trajectories" / "eval_iter_1.jsonl"))
+    assert [t.id for t in moved] == [t.id for t in old]
+    assert len(list(read_jsonl(d / "trajectories" / "eval_after.jsonl"))) == 2 and is_complete(d)
+    assert [p["phase"] for p in read_run(d)["curve"]] == ["eval_before", "eval_iter_1", "eval_after"]
+    # resuming the extended, finished run again changes nothing
+    run(cfg, resume=True, log=lambda *a: None)
+    assert _phases(d) == ["warmstart", "eval_before", "iter_1", "eval_iter_1", "iter_2", "eval_after"]
