@@ -1,7 +1,7 @@
 """Learning on Sokoban easy: GRPO vs OPD vs Skill-SD from one warm-start, at the same rollout budget.
 
     python bench/learning_sokoban.py [--seeds 3] [--iterations 3] [--arms grpo,opd,skill_sd] [--batch 4]
-        [--group-size 4] [--max-turns 8] [--test 16] [--warmstart 8] [--model DIR]
+        [--group-size 4] [--max-turns 8] [--test 16] [--warmstart 8] [--warmstart-epochs 1] [--model DIR]
 
 The learning benchmark of issue 4. Per seed s, one warm-start (``agentsd run`` with config ``sokoban``,
 ``env.kwargs.difficulty=easy``, ``learning.iterations=0``, run ``warmstart-s<s>``): SFT on ``--warmstart``
@@ -101,7 +101,8 @@ def warm_config(args, seed: int):
 
     return load_config("sokoban", [
         *common_overrides(args), f"name={WARM}-s{seed}", f"seed={seed}", "learning.iterations=0",
-        f"learning.warmstart.episodes={args.warmstart}", *([f"model.name={args.model}"] if args.model else []),
+        f"learning.warmstart.episodes={args.warmstart}", f"learning.warmstart.epochs={args.warmstart_epochs}",
+        *([f"model.name={args.model}"] if args.model else []),
     ])
 
 
@@ -119,6 +120,7 @@ def arm_config(args, arm: str, seed: int, checkpoint: str):
 #: settings a cached run must share with the current invocation to be reused
 CHECK_KEYS = ("seed", "env.kwargs.difficulty", "rollout.batch", "rollout.group_size", "rollout.max_turns",
               "eval.episodes", "learning.iterations", "learning.algo", "learning.warmstart.episodes",
+              "learning.warmstart.epochs",
               "model.name", "learning.onpolicy.steps_per_iteration", "eval.every", "rollout.train_start")
 
 
@@ -317,6 +319,7 @@ def main() -> None:
     ap.add_argument("--max-turns", type=int, default=8)
     ap.add_argument("--test", type=int, default=16, help="test episodes per evaluation (eval.episodes)")
     ap.add_argument("--warmstart", type=int, default=8, help="oracle demos for each seed's warm-start")
+    ap.add_argument("--warmstart-epochs", type=int, default=1, help="SFT epochs of the warm-start")
     ap.add_argument("--model", default=None, help="model.name of the warm-start (default: the config's)")
     ap.add_argument("--work", default="runs/bench-learning-sokoban")
     ap.add_argument("--out", default="bench/results/learning_sokoban.json")
