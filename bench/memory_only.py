@@ -61,6 +61,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--envs", default="sokoban,craft")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--only-seeds", default=None,
+                    help="comma list: run only these seeds (e.g. one process per seed, each with its own --out)")
     ap.add_argument("--train", type=int, default=8, help="planner train episodes per seed (memory building)")
     ap.add_argument("--test", type=int, default=8, help="test episodes per arm and seed")
     ap.add_argument("--warmstart", type=int, default=16, help="oracle demos for the shared warm-start")
@@ -98,7 +100,10 @@ def main() -> None:
         policy = load_policy(ckpt, **model_kwargs(cfg.model))
         demos = list(read_jsonl(work / f"warmstart-{env}" / "trajectories" / "warmstart.jsonl"))
         test_tasks = make_tasks(envs.cls, "test", args.test)
+        only = {int(x) for x in args.only_seeds.split(",")} if args.only_seeds else None
         for seed in range(args.seeds):
+            if only is not None and seed not in only:
+                continue
             todo = [a for a in arms if f"{env}/{seed}/{a}" not in cells]
             if not todo:
                 continue
@@ -113,7 +118,7 @@ def main() -> None:
                 start = args.warmstart + seed * args.train
                 loop = PlannerLoop(policy, mem, PlannerConfig(), sampling=sampling, summarizer=summ)
                 trajs, _ = loop.run(envs, make_tasks(envs.cls, "train", args.train, start=start),
-                                    max_turns=args.max_turns, env_name=env)
+                                    max_turns=args.max_turns, env_name=env, env_kwargs=envs.kwargs)
                 (mem_dir / "built").write_text(json.dumps({
                     "seconds": round(time.perf_counter() - t0, 1), "train_success": sum(t.success for t in trajs),
                     "stats": mem.stats()["by_kind"]}))
@@ -129,7 +134,8 @@ def main() -> None:
                     pc = PlannerConfig(**ARMS[arm], reflect=False, batch=args.test)
                     loop = PlannerLoop(policy, None if arm == "none" else mem, pc, sampling=eval_sampling,
                                        frozen=True)
-                    trajs, st = loop.run(envs, test_tasks, max_turns=args.max_turns, env_name=env)
+                    trajs, st = loop.run(envs, test_tasks, max_turns=args.max_turns, env_name=env,
+                                         env_kwargs=envs.kwargs)
                     metas = [t.meta["planner"] for t in trajs]
                     extra = {k: sum(m[k] for m in metas) for k in ("vetoes", "replans", "expansions")}
                 cells[f"{env}/{seed}/{arm}"] = {

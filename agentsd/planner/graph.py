@@ -499,8 +499,15 @@ class PlannerLoop:
             phase: str = "planner", env_name: str | None = None,
             env_kwargs: dict[str, Any] | None = None) -> tuple[list[Trajectory], Any]:
         """Run ``tasks`` (``agentsd.rollout.Task``) with ``batch`` episodes at a time; returns the
-        trajectories in task order and :class:`agentsd.rollout.RolloutStats`."""
+        trajectories in task order and :class:`agentsd.rollout.RolloutStats`. ``env_name`` and
+        ``env_kwargs`` default to the factory's (an :class:`~agentsd.rollout.EnvFactory`): trajectories
+        record them so the memory's summarizer can replay an episode in the same env."""
         from agentsd.rollout import RolloutStats
+
+        if env_name is None:
+            env_name = getattr(envs, "name", None)
+        if env_kwargs is None:
+            env_kwargs = getattr(envs, "kwargs", None)
 
         stats = RolloutStats()
         t0 = time.perf_counter()

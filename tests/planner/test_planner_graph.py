@@ -171,6 +171,8 @@ def test_concurrent_episodes_share_batched_generate_calls():
     assert [t.seed for t in trajs] == [0, 1, 2, 3] and all(len(t.turns) == 3 for t in trajs)
     assert max(pol.batches) == 4  # four episodes waiting -> one call
     assert stats.episodes == 4 and stats.turns == 12 and stats.tokens == 4 * 3 * 2 + 4 * 3
+    # the factory's env and kwargs are recorded (the memory's summarizer replays episodes with them)
+    assert all(t.env == "sokoban" and t.env_kwargs == {"difficulty": "easy"} for t in trajs)
 
 
 def test_an_error_in_the_policy_reaches_the_caller():
