@@ -523,8 +523,7 @@ class PlannerSpec:
 
         loop = PlannerLoop(policy, self.memory, self.cfg, sampling=self.sampling, history=history,
                            summarizer=self.summarizer, frozen=self.frozen, checkpointer=self.checkpointer())
-        return loop.run(envs, tasks, max_turns=max_turns, batch=batch, phase=self.phase, env_name=envs.name,
-                        env_kwargs=envs.kwargs)
+        return loop.run(envs, tasks, max_turns=max_turns, batch=batch, phase=self.phase)
 
 
 #: Planner checkpointers of this (worker) process, by SQLite path.

@@ -657,7 +657,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
             loop = PlannerLoop(policy, memory, cfg.planner, sampling=sampling, history=r.history,
                                summarizer=summarizer, frozen=frozen, checkpointer=checkpointer)
             trajs, stats = loop.run(envs, tasks, max_turns=r.max_turns, batch=batch, out_path=out, on_episode=tick,
-                                    phase=phase, env_name=envs.name, env_kwargs=envs.kwargs)
+                                    phase=phase)
         return trajs, {**stats.to_dict(), "planner": _planner_stats(trajs)}
 
     # --- warm-start on oracle demonstrations -----------------------------------------------------
@@ -721,7 +721,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         log(f"{phase}: train success {m['success']:.1%} invalid {m['invalid_rate']:.1%}; {fmt}")
         curve_point(it)
 
-    evaluate("eval_after")
+    evaluate(FINAL_EVAL)
 
     tracker.close()
     if ray_rollout is not None:

@@ -118,7 +118,7 @@ def main() -> None:
                 start = args.warmstart + seed * args.train
                 loop = PlannerLoop(policy, mem, PlannerConfig(), sampling=sampling, summarizer=summ)
                 trajs, _ = loop.run(envs, make_tasks(envs.cls, "train", args.train, start=start),
-                                    max_turns=args.max_turns, env_name=env, env_kwargs=envs.kwargs)
+                                    max_turns=args.max_turns)
                 (mem_dir / "built").write_text(json.dumps({
                     "seconds": round(time.perf_counter() - t0, 1), "train_success": sum(t.success for t in trajs),
                     "stats": mem.stats()["by_kind"]}))
@@ -134,8 +134,7 @@ def main() -> None:
                     pc = PlannerConfig(**ARMS[arm], reflect=False, batch=args.test)
                     loop = PlannerLoop(policy, None if arm == "none" else mem, pc, sampling=eval_sampling,
                                        frozen=True)
-                    trajs, st = loop.run(envs, test_tasks, max_turns=args.max_turns, env_name=env,
-                                         env_kwargs=envs.kwargs)
+                    trajs, st = loop.run(envs, test_tasks, max_turns=args.max_turns)
                     metas = [t.meta["planner"] for t in trajs]
                     extra = {k: sum(m[k] for m in metas) for k in ("vetoes", "replans", "expansions")}
                 cells[f"{env}/{seed}/{arm}"] = {

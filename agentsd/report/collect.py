@@ -16,13 +16,13 @@ from typing import Any
 
 import yaml
 
+from agentsd.evolve import FINAL_EVAL
 from agentsd.trajectory import Trajectory, read_jsonl
 
 #: the sweep's per-run file: wall time and peak memory of each attempt (written by agentsd.sweep)
 RUN_COST_FILE = "sweep_run.json"
 #: the sweep manifest (written by agentsd.sweep): the sweep file plus every expanded run
 MANIFEST_FILE = "sweep.json"
-FINAL_EVAL = "eval_after"
 
 _NAME = re.compile(r"^(?P<arm>.+)-(?P<env>[^-]+)-s(?P<seed>\d+)$")
 
