@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_apps.py
 	$(PY) bench/bench_search.py
 	$(PY) bench/bench_learning.py
+	$(PY) bench/bench_sharding.py
 	$(PY) bench/scale_rollouts.py
 
 lint: $(STAMP)

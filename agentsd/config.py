@@ -141,6 +141,9 @@ class OnPolicySection(Strict):
     #: multi-process launches: ZeRO-1, each process keeps 1/N of the AdamW moments (full fine-tuning:
     #: 16 -> 8 + 8/N bytes per parameter); no effect in one process
     shard_optimizer: bool = False
+    #: multi-process launches, full fine-tuning (lora=false): ZeRO-3 with torch FSDP2, the decoder layers'
+    #: weights, gradients and AdamW state split across the processes; no effect in one process
+    shard_params: bool = False
 
 
 def onpolicy_config(section: OnPolicySection, **extra: Any):
@@ -321,6 +324,13 @@ def check_combinations(cfg: RunConfig, *, world: int = 1) -> None:
             f"a data-parallel launch ({world} processes) runs mode=distill with plain rollouts in every process: "
             "backend.kind=ray, the planner (mode=memory|both) and learning.algo=skill_prompt (memory read "
             "during rollouts, which only the main process holds) are not supported there"
+        )
+    op = cfg.learning.onpolicy
+    if op.shard_params and (op.lora or op.shard_optimizer):
+        raise ConfigError(
+            "learning.onpolicy.shard_params shards full fine-tuning's weights: set learning.onpolicy.lora=false "
+            "and leave learning.onpolicy.shard_optimizer=false (the sharded parameters' AdamW state is sharded "
+            "with them)"
         )
     if cfg.mode in ("memory", "both") and not cfg.memory.enabled:
         raise ConfigError(f"mode={cfg.mode} runs the planner over the run's memory: set memory.enabled=true")

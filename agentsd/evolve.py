@@ -164,8 +164,9 @@ def _prepare_dir(cfg: RunConfig, resume: bool) -> Path:
 
 
 def _save_checkpoint(policy: Any, run_dir: Path, phase: str, *, model: Any = None,
-                     extra: Callable[[Path], None] | None = None) -> str:
-    """Save the policy weights (``model`` instead of ``policy.model`` when given) for resume, atomically:
+                     extra: Callable[[Path], None] | None = None, state_dict: dict[str, Any] | None = None) -> str:
+    """Save the policy weights (``model`` instead of ``policy.model`` when given; ``state_dict``: its
+    weights, gathered from a sharded model) for resume, atomically:
     everything, ``extra(tmp_dir)``'s files included, is written to ``<phase>.tmp`` and renamed.
     Older checkpoints are removed by :func:`_prune_checkpoints` once state.json points to this one."""
     ckpt_root = run_dir / "checkpoints"
@@ -173,7 +174,7 @@ def _save_checkpoint(policy: Any, run_dir: Path, phase: str, *, model: Any = Non
     tmp = ckpt_root / (phase + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    (model if model is not None else policy.model).save_pretrained(tmp, safe_serialization=True)
+    (model if model is not None else policy.model).save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
     policy.tokenizer.save_pretrained(tmp)
     if extra is not None:
         extra(tmp)
@@ -301,8 +302,15 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
     dp = DataParallel.from_launch()
     main = dp is None or dp.is_main
     if dp is not None:
+        from agentsd.learn.parallel import launcher_sharding
+
         cfg = cfg.model_copy(deep=True)
         cfg.name = dp.broadcast(cfg.name)  # a timestamped default name differs between processes
+        asked = launcher_sharding()  # an accelerate FSDP / DeepSpeed config: the learner's own sharding
+        if asked is not None and not getattr(cfg.learning.onpolicy, f"shard_{asked}"):
+            setattr(cfg.learning.onpolicy, f"shard_{asked}", True)
+            if main:
+                log(f"accelerate launch config: sharding with learning.onpolicy.shard_{asked}=true")
         if cfg.model.device.startswith("cuda"):
             cfg.model.device = str(dp.device)
         if not main:
@@ -386,8 +394,11 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
                 progress(phase, finished, len(tasks))
 
         if dp is not None:
-            return _parallel_rollout(dp, phase, envs, actor, tasks, batch=batch, max_turns=max_turns,
-                                     history=r.history, out=out, tick=tick, skills=skills, seed=cfg.seed)
+            from agentsd.learn.parallel import whole_weights
+
+            with whole_weights(policy.model):  # shard_params: each process generates on its own
+                return _parallel_rollout(dp, phase, envs, actor, tasks, batch=batch, max_turns=max_turns,
+                                         history=r.history, out=out, tick=tick, skills=skills, seed=cfg.seed)
         run_rollout = rollout
         if ray_rollout is not None:
             if isinstance(actor, PolicyActor):
@@ -493,6 +504,15 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
 
     def remember(phase: str, trajs: list[Trajectory], iteration: int) -> dict[str, Any]:
         """Memory stage after a collecting phase (train seeds only; eval phases never write memory)."""
+        if dp is not None and mc.enabled and mc.summarizer == "llm" and not mc.summarizer_model:
+            from agentsd.learn.parallel import whole_weights
+
+            # the main process's summarizer generates with the policy: shard_params layers gathered first
+            with whole_weights(policy.model):
+                return _remember(phase, trajs, iteration)
+        return _remember(phase, trajs, iteration)
+
+    def _remember(phase: str, trajs: list[Trajectory], iteration: int) -> dict[str, Any]:
         if memory is None:
             return {}
         t0 = time.perf_counter()
@@ -510,9 +530,11 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
     def setup_learner() -> dict[str, Any]:
         from agentsd.learn.onpolicy import (
             Teacher,
+            load_optimizer_state,
             make_optimizer,
             make_teacher,
             prepare_model,
+            shard_model,
         )
 
         opcfg = onpolicy_config(op, algo=algo, bf16_autocast=cfg.model.autocast, seed=cfg.seed)
@@ -532,6 +554,8 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         # peft injects the LoRA layers into policy.model's own modules, so policy.model (which the
         # rollouts generate with) runs the live adapter: no merge, no weight copy after a step.
         net = prepare_model(policy.model, opcfg)
+        if shard_model(net, opcfg, dp):  # shard_params: before the optimizer and teacher, which follow suit
+            log(f"shard_params: decoder layers sharded across {dp.world} processes (FSDP2)")
         opt = make_optimizer(net, opcfg, dp)
         teacher_model = None
         if op.teacher_model is not None:  # opd's fixed teacher: reloaded as it is on resume
@@ -547,7 +571,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
                 with torch.no_grad():
                     for n, t in learner_sd["adapter"].items():
                         params[n].copy_(t)
-            opt.load_state_dict(learner_sd["optimizer"])
+            load_optimizer_state(opt, learner_sd["optimizer"], net)
             if teacher is not None:
                 teacher.load_state_dict(learner_sd["teacher"])
             if reference is not None:
@@ -576,11 +600,17 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
 
         import torch
 
-        from agentsd.learn.onpolicy import optimizer_state_dict
+        from agentsd.learn.onpolicy import model_state_dict, optimizer_state_dict
+        from agentsd.learn.parallel import is_sharded
 
         net, teacher, reference = learner["net"], learner["teacher"], learner["reference"]
         lora = hasattr(net, "peft_config")
-        opt_sd = optimizer_state_dict(learner["opt"], dp)  # every process: a sharded one gathers on main
+        # every process: sharded state (shard_optimizer, shard_params) is gathered on the main one
+        opt_sd = optimizer_state_dict(learner["opt"], dp, net)
+        weights = model_state_dict(net, dp)  # shard_params: the whole weights; None otherwise
+        gather = main or any(is_sharded(p) for p in net.parameters())  # sharded teachers gather collectively
+        teacher_sd = teacher.state_dict() if teacher is not None and gather else None
+        reference_sd = reference.state_dict() if reference is not None and gather else None
 
         def extra(d: Path) -> None:
             sd = {
@@ -588,8 +618,8 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
                 "adapter": {n: p.detach().clone() for n, p in net.named_parameters() if p.requires_grad}
                 if lora else None,
                 "optimizer": opt_sd,
-                "teacher": teacher.state_dict() if teacher is not None else None,
-                "reference": reference.state_dict() if reference is not None else None,
+                "teacher": teacher_sd,
+                "reference": reference_sd,
                 "rng": _rng_state(),
             }
             torch.save(sd, d / (LEARNER_FILE + ".tmp"))
@@ -600,7 +630,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         path = None
         if main:
             merged = copy.deepcopy(net).merge_and_unload() if lora else None
-            path = _save_checkpoint(policy, run_dir, phase, model=merged, extra=extra)
+            path = _save_checkpoint(policy, run_dir, phase, model=merged, extra=extra, state_dict=weights)
         return dp.broadcast(path) if dp is not None else path
 
     # --- retrieval: the skills block for a task and observation (skill_sd teacher, skill_prompt student)

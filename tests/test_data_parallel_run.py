@@ -1,6 +1,6 @@
 """`agentsd run` launched as two data-parallel processes (torchrun, gloo on CPU) on the tiny model:
 one run directory, every episode once, the learner stepping in both processes with its AdamW state
-sharded (ZeRO-1), and resume from the consolidated checkpoint."""
+sharded (ZeRO-1) or its decoder layers sharded (ZeRO-3, FSDP2), and resume from the gathered checkpoint."""
 
 import json
 import os
@@ -24,8 +24,8 @@ def _overrides(tmp_path, model_dir):
     ]
 
 
-def _launch(tmp_path, model_dir, name, *extra, post=()):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+def _launch(tmp_path, model_dir, name, *extra, post=(), env_extra=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path), **(env_extra or {})}
     for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         env.pop(k, None)
     port = 29000 + (os.getpid() + len(name)) % 1000
@@ -75,6 +75,42 @@ def test_two_process_run_plays_every_episode_once_and_resumes(tmp_path, tiny_mod
     assert it2["learn"]["stepped"] == 1 and it2["rollout"]["processes"] == 2
 
 
+def test_two_process_run_with_sharded_parameters_resumes(tmp_path, tiny_model_dir):
+    """shard_params (FSDP2 on the decoder layers, full fine-tuning), turned on by an accelerate FSDP
+    launch's environment: rollouts with the layers gathered, the LLM summarizer generating with them on
+    the main process, learner steps on shards, a checkpoint with the whole weights and the whole
+    optimizer state keyed by parameter name, and a resume (asked by the option this time) into one more
+    iteration that loads them back into shards."""
+    import torch
+    from safetensors.torch import load_file
+
+    post = ["learning.onpolicy.lora=false", "learning.onpolicy.lr=1e-3", "memory.summarizer=llm",
+            "memory.summarizer_max_new_tokens=16"]
+    proc = _launch(tmp_path, tiny_model_dir, "fsdp", post=post, env_extra={"ACCELERATE_USE_FSDP": "true"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "accelerate launch config: sharding with learning.onpolicy.shard_params=true" in proc.stdout
+    assert "decoder layers sharded across 2 processes" in proc.stdout
+    d = tmp_path / "fsdp"
+    assert _phases(d) == ["warmstart", "eval_before", "iter_1", "eval_after"]
+    it = next(json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines() if '"iter_1"' in x)
+    assert it["learn"]["stepped"] == 1 and it["rollout"]["processes"] == 2 and "kl" in it["learn"]
+    ckpt = d / "checkpoints" / "iter_1"
+    sd = torch.load(ckpt / "learner.pt", map_location="cpu", weights_only=False)
+    assert sd["optimizer"]["sharded_params"] and sd["adapter"] is None
+    weights = load_file(ckpt / "model.safetensors")
+    layer = next(k for k in weights if ".layers.0." in k and k.endswith("proj.weight"))
+    assert sd["optimizer"]["state"][layer]["exp_avg"].shape == weights[layer].shape  # whole, by name
+    assert sd["teacher"]["state"][layer].shape == weights[layer].shape
+    again = _launch(tmp_path, tiny_model_dir, "fsdp", "--resume",
+                    post=[*post, "learning.onpolicy.shard_params=true", "learning.iterations=2"])
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert _phases(d) == ["warmstart", "eval_before", "iter_1", "eval_iter_1", "iter_2", "eval_after"]
+    # the resumed AdamW state was loaded into the shards and stepped on: its step count goes on from 1 to 2
+    assert float(sd["optimizer"]["state"][layer]["step"]) == 1
+    sd2 = torch.load(d / "checkpoints" / "iter_2" / "learner.pt", map_location="cpu", weights_only=False)
+    assert float(sd2["optimizer"]["state"][layer]["step"]) == 2 and sd2["iteration"] == 2
+
+
 def test_data_parallel_refuses_what_it_cannot_split(tiny_model_dir):
     from agentsd.config import check_combinations
 
@@ -83,3 +119,5 @@ def test_data_parallel_refuses_what_it_cannot_split(tiny_model_dir):
     check_combinations(cfg)
     with pytest.raises(ConfigError, match="data-parallel"):
         check_combinations(cfg, world=2)
+    with pytest.raises(ConfigError, match="learning.onpolicy.lora=false"):
+        load_config("sokoban", [f"model.name={tiny_model_dir}", "learning.onpolicy.shard_params=true"])

@@ -72,6 +72,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentsd.learn.losses import grpo_advantages, grpo_loss, reverse_kl_full, skill_sd_loss
+from agentsd.learn.parallel import clip_sharded_grad_norm_, is_sharded
 from agentsd.learn.sft import LLAMA_PROJ, _optimizer, _param_groups, _use_bf16, _wrap_lora, tokenize_example
 from agentsd.policy.chat import encode_chat
 from agentsd.policy.hf import (
@@ -142,6 +143,13 @@ class OnPolicyConfig(BaseModel):
     #: ZeroRedundancyOptimizer): each keeps its share of the moments and updates those parameters, then
     #: they are broadcast. Gradients and parameters stay whole on every process (see make_optimizer).
     shard_optimizer: bool = False
+    #: Data-parallel launches, full fine-tuning: shard the decoder layers' weights, gradients and AdamW
+    #: state across the processes (ZeRO stage 3 with torch FSDP2, :func:`agentsd.learn.parallel.shard_layers`;
+    #: call :func:`shard_model` before building the optimizer and teacher). Not with LoRA (its trainable
+    #: state is already small) or shard_optimizer (redundant). The teacher scores without
+    #: teacher_share_prefix then: its prefix pass runs a data-dependent number of forwards, and each
+    #: sharded layer's forward is a collective.
+    shard_params: bool = False
 
 
 # ------------------------------------------------------------------------------------------- samples
@@ -357,9 +365,17 @@ class Teacher:
 
     def _swap(self) -> None:
         assert self.state is not None
+        import torch
+
         for n, t in self.state.items():
             p = self._params[n]
-            p.data, self.state[n] = t, p.data
+            if is_sharded(p):  # FSDP gathers from its own shard storage: exchange values, not tensors
+                with torch.no_grad():
+                    tmp = p.detach().clone()
+                    p.copy_(t)
+                    t.copy_(tmp)
+            else:
+                p.data, self.state[n] = t, p.data
 
     def logprobs(
         self,
@@ -383,8 +399,11 @@ class Teacher:
         return lp.detach()
 
     def state_dict(self) -> dict[str, Any]:
-        """Mode, counters and the tracked weights (for checkpoints)."""
-        state = {n: t.detach().clone() for n, t in self.state.items()} if self.state is not None else None
+        """Mode, counters and the tracked weights (for checkpoints), whole: with sharded parameters
+        (``shard_params``) the shards are gathered, a collective every process must call."""
+        state = None
+        if self.state is not None:
+            state = {n: (t.full_tensor() if is_sharded(t) else t).detach().cpu().clone() for n, t in self.state.items()}
         return {"mode": self.mode, "steps": self.steps, "syncs": self.syncs, "state": state}
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
@@ -398,7 +417,13 @@ class Teacher:
                 raise ValueError("checkpoint teacher weights do not match the student's trainable parameters")
             with torch.no_grad():
                 for n, t in self.state.items():
-                    t.copy_(sd["state"][n])
+                    src = sd["state"][n]
+                    if is_sharded(t):  # every process holds the whole tensor: keep this one's shard
+                        from torch.distributed.tensor import distribute_tensor
+
+                        src = distribute_tensor(src.to(t.device, t.dtype), t.device_mesh, t.placements,
+                                                src_data_rank=None)
+                    t.copy_(src)
 
 
 # ------------------------------------------------------------------------------------------- setup
@@ -422,6 +447,23 @@ def prepare_model(model: Any, cfg: OnPolicyConfig) -> Any:
         return _wrap_lora(model, cfg)  # type: ignore[arg-type]  # reads the same lora_* fields
 
 
+def shard_model(model: Any, cfg: OnPolicyConfig, dp: DataParallel | None) -> bool:
+    """With ``cfg.shard_params`` in a launch of N > 1 processes, shard the decoder layers in place
+    (:func:`agentsd.learn.parallel.shard_layers`) and return True; otherwise leave the model alone. Call
+    it after :func:`prepare_model` and before :func:`make_optimizer` and :func:`make_teacher`. Raises
+    ValueError for the combinations ``shard_params`` does not support."""
+    if not cfg.shard_params or dp is None or dp.world <= 1:
+        return False
+    bad = [name for name, on in (("lora", cfg.lora), ("shard_optimizer", cfg.shard_optimizer)) if on]
+    if bad:
+        raise ValueError(f"shard_params does not go with {', '.join(bad)}: set {' and '.join(b + '=false' for b in bad)} "
+                         f"(LoRA's trainable state is small already: use plain data parallelism or shard_optimizer)")
+    from agentsd.learn.parallel import shard_layers
+
+    shard_layers(model, dp)
+    return True
+
+
 def make_optimizer(model: Any, cfg: OnPolicyConfig, dp: DataParallel | None = None) -> torch.optim.Optimizer:
     """AdamW over the trainable parameters, no weight decay on 1-D ones (as in SFT).
 
@@ -429,8 +471,9 @@ def make_optimizer(model: Any, cfg: OnPolicyConfig, dp: DataParallel | None = No
     (ZeRO stage 1, :class:`torch.distributed.optim.ZeroRedundancyOptimizer`): each process holds the
     moments of about 1/N of the parameters and updates only those, then broadcasts them. For full
     fine-tuning in fp32 that is 8 + 8/N bytes per parameter instead of 16 (weights and gradients stay
-    whole: :func:`learner_step` sums whole gradients, and rollouts and the teacher need whole weights).
-    The step equals the unsharded one. Checkpoints: :func:`optimizer_state_dict`."""
+    whole: :func:`learner_step` sums whole gradients). The step equals the unsharded one. Checkpoints:
+    :func:`optimizer_state_dict`. With ``cfg.shard_params`` the model's layers are sharded already
+    (:func:`shard_model`) and a plain AdamW over them keeps moments for the local shards only."""
     if not (cfg.shard_optimizer and dp is not None and dp.world > 1):
         return _optimizer(model, cfg)  # type: ignore[arg-type]  # reads lr and weight_decay
     import torch
@@ -440,16 +483,70 @@ def make_optimizer(model: Any, cfg: OnPolicyConfig, dp: DataParallel | None = No
                                    lr=cfg.lr)
 
 
-def optimizer_state_dict(optimizer: torch.optim.Optimizer, dp: DataParallel | None = None) -> dict[str, Any] | None:
-    """The optimizer's full state dict for a checkpoint. A sharded optimizer first gathers every
+def _sharded_model(model: Any) -> bool:
+    return model is not None and any(is_sharded(p) for p in model.parameters())
+
+
+def optimizer_state_dict(
+    optimizer: torch.optim.Optimizer, dp: DataParallel | None = None, model: Any = None
+) -> dict[str, Any] | None:
+    """The optimizer's full state dict for a checkpoint. A sharded optimizer (``shard_optimizer``) or the
+    optimizer of a sharded ``model`` (``shard_params``; then keyed by parameter name) first gathers every
     process's shard on the main process (a collective: call it on every process); the others get None.
-    ``load_state_dict`` takes the full dict on every process (each keeps its shard)."""
+    :func:`load_optimizer_state` takes the full dict on every process (each keeps its shard)."""
     from torch.distributed.optim import ZeroRedundancyOptimizer
 
     if isinstance(optimizer, ZeroRedundancyOptimizer):
         optimizer.consolidate_state_dict(to=0)
         return optimizer.state_dict() if dp is None or dp.is_main else None
+    if _sharded_model(model):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        sd = get_optimizer_state_dict(model, optimizer,
+                                      options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return {**sd, "sharded_params": True} if dp is None or dp.is_main else None
     return optimizer.state_dict()
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, sd: dict[str, Any], model: Any = None) -> None:
+    """Load a dict from :func:`optimizer_state_dict` (the full one, on every process) into ``optimizer``
+    over ``model``'s parameters. The two layouts convert: a name-keyed state (saved with
+    ``shard_params``) loads into a plain or sharded model's optimizer, and an id-keyed one (saved without)
+    into a sharded model's, matched through the parameter order of the optimizer's groups (the same
+    :func:`make_optimizer` built both). A ZeRO-1 optimizer (``shard_optimizer``) takes only id-keyed state."""
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+
+    by_name = bool(sd.get("sharded_params"))
+    if not by_name and not _sharded_model(model):
+        optimizer.load_state_dict(sd)
+        return
+    if isinstance(optimizer, ZeroRedundancyOptimizer) or model is None:
+        raise ValueError("this optimizer state was saved with shard_params=true: resume with shard_params=true, "
+                         "or without shard_optimizer")
+    sd = {k: v for k, v in sd.items() if k != "sharded_params"}
+    if not by_name:  # id-keyed: the k-th id of the saved groups is the k-th parameter of ours
+        name_of = {id(p): n for n, p in model.named_parameters()}
+        names = [name_of[id(p)] for g in optimizer.param_groups for p in g["params"]]
+        ids = [i for g in sd["param_groups"] for i in g["params"]]
+        if len(ids) != len(names):
+            raise ValueError(f"the checkpoint's optimizer has {len(ids)} parameters, this learner {len(names)}")
+        key = dict(zip(ids, names, strict=True))
+        sd = {"state": {key[i]: v for i, v in sd["state"].items()},
+              "param_groups": [{**g, "params": [key[i] for i in g["params"]]} for g in sd["param_groups"]]}
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, optimizer, sd, options=StateDictOptions(full_state_dict=True))
+
+
+def model_state_dict(model: Any, dp: DataParallel | None = None) -> dict[str, Any] | None:
+    """The whole weights of a model with sharded layers, on the main process (CPU tensors; None on the
+    others; a collective), or None for a model without sharded parameters (save it as it is)."""
+    if not _sharded_model(model):
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return sd if dp is None or dp.is_main else None
 
 
 def make_teacher(
@@ -549,6 +646,14 @@ def learner_step(
     used.sort(key=lambda s: len(s.prompt_ids) + len(s.completion_ids))
     mine = dp.strided(used) if dp is not None else used
     chunks = [mine[i : i + cfg.micro_batch] for i in range(0, len(mine), cfg.micro_batch)]
+    real = len(chunks)
+    sharded = dp is not None and _sharded_model(model)
+    share_prefix = cfg.teacher_share_prefix and not sharded
+    if sharded:
+        # Each sharded layer's forward and backward are collectives: every process runs as many
+        # micro-batches as the busiest one, the extra ones with zero weight.
+        n_max = int(dp.max([float(real)])[0])
+        chunks += [used[:1]] * (n_max - real)
 
     # 1. Teacher (and reference) log-probs first, without grad: the teacher swaps its weights into the
     #    student's parameters, which must not happen while a student graph is alive. Only (B, T) kept.
@@ -560,10 +665,10 @@ def learner_step(
         if score_teacher:
             prompts = [s.teacher_prompt_ids or s.prompt_ids for s in ch]
             t_lps[i] = teacher.logprobs(prompts, comps, pad_id=pad_id, bf16=bf16, chunk=cfg.logprob_chunk,
-                                        share_prefix=cfg.teacher_share_prefix)
+                                        share_prefix=share_prefix)
         if reference is not None and cfg.kl_coef > 0 and algo != "sft":
             r_lps[i] = reference.logprobs([s.prompt_ids for s in ch], comps, pad_id=pad_id, bf16=bf16,
-                                          chunk=cfg.logprob_chunk, share_prefix=cfg.teacher_share_prefix
+                                          chunk=cfg.logprob_chunk, share_prefix=share_prefix
                                           ).to(device)
     teacher_seconds = time.perf_counter() - tt
 
@@ -573,12 +678,15 @@ def learner_step(
     ent_sum = 0.0
     use_pg = algo in ("grpo", "skill_sd", "skill_prompt")
     with eval_mode(model):
-        for ch, t_lp, r_lp in zip(chunks, t_lps, r_lps, strict=True):
+        for i, (ch, t_lp, r_lp) in enumerate(zip(chunks, t_lps, r_lps, strict=True)):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 lp, mask = sequence_logprobs(
                     model, [s.prompt_ids for s in ch], [s.completion_ids for s in ch], pad_id=pad_id,
                     chunk=cfg.logprob_chunk,
                 )
+            if i >= real:  # a padding micro-batch (sharded layers): same passes, zero gradient
+                (lp.sum() * 0.0).backward()
+                continue
             n_ch = float(mask.sum())
             ent_sum += float(-(lp.detach() * mask).sum())
             if algo == "sft":
@@ -620,7 +728,9 @@ def learner_step(
         max_keys = ("ratio_max", "rho_max")
         acc.maxes = dict(zip(max_keys, dp.max([acc.maxes.get(k, -math.inf) for k in max_keys]), strict=True))
     params = [p for p in model.parameters() if p.requires_grad and p.grad is not None]
-    if cfg.max_grad_norm is not None:
+    if any(is_sharded(p) for p in params):
+        grad_norm = clip_sharded_grad_norm_(params, cfg.max_grad_norm)
+    elif cfg.max_grad_norm is not None:
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
     else:
         grad_norm = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))) if params else 0.0

@@ -18,22 +18,52 @@ The result equals a single-process learner step on the whole batch up to float s
 (tests/learn/test_parallel.py checks this with two gloo processes).
 
 Supported process groups: one machine or many, CPU (gloo) or GPU (NCCL) — accelerate's ``NO``,
-``MULTI_CPU`` and ``MULTI_GPU`` (DDP) types. FSDP and DeepSpeed shard parameters across processes,
-which the teacher's weight swap and the in-process rollouts do not support: they are refused with a
-clear error rather than run wrong. The optimizer state can be sharded (ZeRO stage 1,
-``OnPolicyConfig.shard_optimizer``; see :func:`agentsd.learn.onpolicy.make_optimizer`).
+``MULTI_CPU`` and ``MULTI_GPU`` (DDP) types. Memory is cut within that launch by two options of the
+learner's own rather than accelerate's FSDP/DeepSpeed wrappers (the learner calls into the model's body
+and LM head separately and swaps teacher weights into the student, which those wrappers do not allow);
+an accelerate FSDP or DeepSpeed config turns the matching option on (:func:`launcher_sharding`):
+
+- ``OnPolicyConfig.shard_optimizer``: the AdamW state sharded (ZeRO stage 1,
+  :func:`agentsd.learn.onpolicy.make_optimizer`);
+- ``OnPolicyConfig.shard_params``: the decoder layers' weights, gradients and AdamW state sharded
+  (ZeRO stage 3 by torch FSDP2 ``fully_shard`` on each layer, :func:`shard_layers`): a layer's whole
+  weights exist only during its forward and backward passes. The embeddings, final norm and LM head stay
+  replicated (their gradients summed as above). Rollouts run with every layer gathered
+  (:func:`whole_weights`); every process runs the same number of micro-batches (padded with
+  zero-weight ones), since each layer's forward is a collective.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-#: accelerate distributed types the learner supports (DDP semantics, full replicas).
-SUPPORTED_TYPES = ("NO", "MULTI_CPU", "MULTI_GPU", "MULTI_XPU", "MULTI_NPU")
+#: accelerate distributed types the learner supports: DDP semantics, and FSDP / DeepSpeed configs, whose
+#: sharding maps onto the learner's own options (:func:`launcher_sharding`).
+SUPPORTED_TYPES = ("NO", "MULTI_CPU", "MULTI_GPU", "MULTI_XPU", "MULTI_NPU", "FSDP", "DEEPSPEED")
+
+
+def launcher_sharding(environ: Any = None) -> str | None:
+    """The sharding an ``accelerate launch`` config asked for, as the learner's option that provides it:
+    ``"params"`` (``shard_params``, ZeRO-3) for FSDP (any strategy but NO_SHARD) and DeepSpeed ZeRO stage 3,
+    ``"optimizer"`` (``shard_optimizer``, ZeRO-1) for DeepSpeed stages 1 and 2 (stage 2's gradient
+    sharding is not done: gradients stay whole), None otherwise. Read from the variables accelerate
+    sets for its workers; ValueError for a DeepSpeed launch whose stage is not among them."""
+    env = os.environ if environ is None else environ
+    if env.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        strategy = env.get("FSDP_SHARDING_STRATEGY", "FULL_SHARD").upper()
+        return None if strategy in ("NO_SHARD", "3") else "params"
+    if env.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        stage = env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE")
+        if stage not in ("0", "1", "2", "3"):
+            raise ValueError("a DeepSpeed launch without zero_stage in the accelerate config: set zero_stage there, "
+                             "or launch as MULTI_GPU with learning.onpolicy.shard_params / shard_optimizer")
+        return {"0": None, "1": "optimizer", "2": "optimizer", "3": "params"}[stage]
+    return None
 
 
 def launched_world_size() -> int:
@@ -69,10 +99,10 @@ class DataParallel:
         kind = str(getattr(state.distributed_type, "value", state.distributed_type))
         if kind not in SUPPORTED_TYPES:
             raise ValueError(
-                f"accelerate distributed_type {kind!r} is not supported by the agentsd learner: use DDP "
-                f"(distributed_type MULTI_GPU or MULTI_CPU); FSDP/DeepSpeed shard the parameters, which the "
-                f"in-process rollouts and the teacher's weight swap need whole. To cut optimizer memory, set "
-                f"learning.onpolicy.shard_optimizer=true (ZeRO-1: AdamW state sharded across the processes)"
+                f"accelerate distributed_type {kind!r} is not supported by the agentsd learner: use "
+                f"MULTI_GPU or MULTI_CPU (or an FSDP / DeepSpeed config, mapped onto "
+                f"learning.onpolicy.shard_params=true, ZeRO-3 with FSDP2 on the decoder layers, or "
+                f"learning.onpolicy.shard_optimizer=true, ZeRO-1)"
             )
         return cls(state.process_index, state.num_processes, state.device)
 
@@ -130,12 +160,15 @@ class DataParallel:
 
     def sum_grads(self, params: Iterable[Any]) -> None:
         """Sum the gradients of ``params`` across processes in place (a missing gradient counts as 0),
-        flattened into one buffer per dtype and device: one all-reduce each."""
+        flattened into one buffer per dtype and device: one all-reduce each. Sharded parameters
+        (:func:`shard_layers`) are skipped: FSDP reduce-scatters their gradients in the backward pass."""
         import torch
         import torch.distributed as dist
 
         groups: dict[tuple[Any, Any], list[Any]] = {}
         for p in params:
+            if is_sharded(p):
+                continue
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
             groups.setdefault((p.grad.dtype, p.grad.device), []).append(p)
@@ -173,6 +206,108 @@ class DataParallel:
         import torch.distributed as dist
 
         return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+# --- parameter sharding (FSDP2 on the decoder layers) -----------------------------------------------------
+
+
+def is_sharded(t: Any) -> bool:
+    """Whether ``t`` is a DTensor (a parameter :func:`shard_layers` sharded, or its gradient or state)."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # torch without distributed support
+        return False
+    return isinstance(t, DTensor)
+
+
+def decoder_layers(model: Any) -> Any:
+    """The ``ModuleList`` of a causal LM's decoder layers (``model.model.layers`` for Llama-style models,
+    found through the body :func:`agentsd.policy.hf.split_lm_head` returns); ValueError without one."""
+    import torch
+
+    from agentsd.policy.hf import split_lm_head
+
+    parts = split_lm_head(model)
+    layers = getattr(parts[0], "layers", None) if parts is not None else None
+    if not isinstance(layers, torch.nn.ModuleList) or len(layers) == 0:
+        raise ValueError(f"{type(model).__name__}: no decoder layer list to shard (shard_params needs a "
+                         f"*ForCausalLM whose decoder has .layers)")
+    return layers
+
+
+def shard_layers(model: Any, dp: DataParallel) -> int:
+    """Shard each decoder layer's parameters across the ``dp.world`` processes with FSDP2 ``fully_shard``
+    (in place; returns the number of layers). Each process then holds 1/N of each layer's weights,
+    gradients and (an optimizer built afterwards) AdamW moments; a layer's forward all-gathers its
+    weights and frees them after (its backward gathers them again and reduce-scatters the gradients,
+    summed, not averaged: the learner normalises by the global token count). Everything outside the
+    layers stays a replica. Every process must run the layers the same number of times (collectives)."""
+    import torch
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    layers = decoder_layers(model)
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    mesh = init_device_mesh(device.type, (dp.world,))
+    for layer in layers:
+        fully_shard(layer, mesh=mesh, reshard_after_forward=True)
+        layer.set_gradient_divide_factor(1.0)  # sum the gradients
+        layer.set_force_sum_reduction_for_comms(True)  # gloo has no pre-multiplied sum
+    return len(layers)
+
+
+def _fsdp_modules(model: Any) -> list[Any]:
+    from torch.distributed.fsdp import FSDPModule
+
+    return [m for m in model.modules() if isinstance(m, FSDPModule)]
+
+
+@contextmanager
+def whole_weights(model: Any) -> Iterator[Any]:
+    """Every sharded layer of ``model`` gathered whole for the block, so each process can run the model
+    on its own (rollouts of different lengths, generation). Entering is a collective (all-gathers); on
+    exit the layers are sharded again. A model without sharded layers passes through."""
+    mods = _fsdp_modules(model) if any(is_sharded(p) for p in model.parameters()) else []
+    for m in mods:
+        m.set_reshard_after_forward(False, recurse=False)
+        m.unshard()
+    try:
+        yield model
+    finally:
+        for m in mods:
+            m.reshard()
+            m.set_reshard_after_forward(True, recurse=False)
+
+
+def clip_sharded_grad_norm_(params: Sequence[Any], max_norm: float | None) -> float:
+    """The global L2 norm of the gradients of ``params`` (sharded ones counted once over all their shards,
+    replicated ones once), then, with ``max_norm``, every gradient scaled as ``clip_grad_norm_`` does.
+    A collective when any parameter is sharded."""
+    import torch
+    import torch.distributed as dist
+
+    grads = [p.grad for p in params if p.grad is not None]
+    local = [g.to_local() for g in grads if is_sharded(g)]
+    whole = [g for g in grads if not is_sharded(g)]
+    zero = torch.zeros((), dtype=torch.float32, device=(local or whole)[0].device if grads else "cpu")
+
+    def sq_norm(g: Any) -> Any:
+        return torch.linalg.vector_norm(g, dtype=torch.float32).square()
+
+    sq = sum((sq_norm(g) for g in local), zero)
+    if local:
+        comm = sq.to("cpu") if dist.get_backend() != "nccl" else sq
+        dist.all_reduce(comm, op=dist.ReduceOp.SUM)
+        sq = comm.to(sq.device)
+    sq = sq + sum((sq_norm(g) for g in whole), zero)
+    norm = float(sq.sqrt())
+    scale = 1.0 if max_norm is None else min(1.0, max_norm / (norm + 1e-6))  # as clip_grad_norm_
+    if scale < 1.0:
+        for g in local + whole:
+            g.mul_(scale)
+    return norm
 
 
 def merge_rollout_stats(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -153,3 +153,87 @@ def test_sharded_optimizer_step_equals_the_whole_adamw_step(batch, tiny_model_di
     total = sum(p.numel() for p in model.parameters())
     shares = got["state_numel"]
     assert len(shares) == 2 and sum(shares) == total and max(shares) < 0.75 * total  # each holds a part
+
+
+def test_sharded_params_step_equals_one_process_step(batch, tiny_model_dir, tmp_path):
+    """shard_params (FSDP2 on the decoder layers) on two processes with uneven shares of the batch (the
+    lighter process pads with a zero-weight micro-batch): the same update, stats and synced teacher as
+    one process; each process holds part of each layer; whole weights, optimizer and teacher state
+    round-trip through a checkpoint; generation of different lengths per process works (dp_worker.py)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    cfg = OnPolicyConfig(algo="skill_sd", lora=False, lam=0.5, micro_batch=2, max_grad_norm=1.0,
+                         teacher_mode="synced", shard_params=True)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    teacher = make_teacher(model, cfg, skills_for=_skills)
+    samples = build_samples(batch, tokenizer, cfg, teacher=teacher).samples[:5]
+    assert len(samples) == 5  # strided 3 + 2 turns: 2 micro-batches on one process, 1 on the other
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    ref = learner_step(model, tokenizer, samples, cfg, teacher, torch.optim.SGD(model.parameters(), lr=1.0))
+    ref_update = {n: p.detach() - before[n] for n, p in model.named_parameters()}
+
+    got = _torchrun_step(tiny_model_dir, tmp_path, cfg, samples)
+    assert max(float(u.abs().max()) for u in ref_update.values()) > 1e-4
+    for n, u in ref_update.items():
+        torch.testing.assert_close(got["update"][n], u, rtol=1e-4, atol=1e-6)
+    for k in ("loss", "grpo_loss", "sdl", "kl", "entropy", "tokens", "samples", "grad_norm", "rho_max"):
+        assert got["stats"][k] == pytest.approx(ref[k], rel=1e-5, abs=1e-7), k
+    for n, t in teacher.state.items():  # synced after the step: the student's new weights
+        torch.testing.assert_close(got["teacher"][n], t, rtol=1e-4, atol=1e-6)
+    assert got["sharded_names"] and all(".layers." in n for n in got["sharded_names"])
+    layer_numel = sum(p.numel() for n, p in model.named_parameters() if n in set(got["sharded_names"]))
+    rest = got["total_numel"] - layer_numel
+    assert got["total_numel"] == sum(p.numel() for p in model.parameters())
+    assert sum(got["param_numel"]) - 2 * rest == layer_numel  # the layers split, the rest replicated
+    assert max(got["param_numel"]) - rest <= layer_numel // 2 + 64  # each holds about half of each layer
+
+
+def test_sharded_params_refuses_what_it_cannot_shard():
+    from agentsd.learn.onpolicy import shard_model
+    from agentsd.learn.parallel import DataParallel
+
+    two = DataParallel(0, 2)
+    with pytest.raises(ValueError, match="lora=false and shard_optimizer=false"):
+        shard_model(object(), OnPolicyConfig(shard_params=True, lora=True, shard_optimizer=True), two)
+    assert not shard_model(object(), OnPolicyConfig(shard_params=True), None)  # one process: nothing to shard
+    assert not shard_model(object(), OnPolicyConfig(shard_params=False, lora=False), two)
+
+
+def test_name_keyed_optimizer_state_loads_into_a_plain_learner(tiny_model_dir):
+    """A shard_params checkpoint's optimizer state (keyed by parameter name) resumes in one process,
+    where nothing is sharded; a ZeRO-1 optimizer refuses it with a clear error."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+    from transformers import AutoModelForCausalLM
+
+    from agentsd.learn.onpolicy import load_optimizer_state, make_optimizer
+
+    cfg = OnPolicyConfig(lora=False, weight_decay=0.1)
+    a = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    opt_a = make_optimizer(a, cfg)
+    for i, p in enumerate(a.parameters()):
+        p.grad = torch.full_like(p, 0.1 * (i + 1))
+    opt_a.step()
+    saved = {**get_optimizer_state_dict(a, opt_a, options=StateDictOptions(full_state_dict=True)), "sharded_params": True}
+    assert all(isinstance(k, str) for k in saved["state"])
+    b = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    opt_b = make_optimizer(b, cfg)
+    load_optimizer_state(opt_b, saved, b)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(opt_a.state[pa]["exp_avg_sq"], opt_b.state[pb]["exp_avg_sq"])
+    assert [g["weight_decay"] for g in opt_b.param_groups] == [g["weight_decay"] for g in opt_a.param_groups]
+    with pytest.raises(ValueError, match="shard_params=true"):
+        load_optimizer_state(opt_b, saved)  # no model to map the names onto
+
+
+def test_accelerate_fsdp_and_deepspeed_configs_map_onto_the_learner_sharding():
+    from agentsd.learn.parallel import launcher_sharding
+
+    assert launcher_sharding({}) is None
+    assert launcher_sharding({"ACCELERATE_USE_FSDP": "true"}) == "params"
+    assert launcher_sharding({"ACCELERATE_USE_FSDP": "true", "FSDP_SHARDING_STRATEGY": "NO_SHARD"}) is None
+    for stage, want in (("0", None), ("1", "optimizer"), ("2", "optimizer"), ("3", "params")):
+        env = {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": stage}
+        assert launcher_sharding(env) == want, stage
+    with pytest.raises(ValueError, match="zero_stage"):
+        launcher_sharding({"ACCELERATE_USE_DEEPSPEED": "true"})
