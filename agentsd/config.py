@@ -326,6 +326,12 @@ def check_combinations(cfg: RunConfig, *, world: int = 1) -> None:
             "during rollouts, which only the main process holds) are not supported there"
         )
     op = cfg.learning.onpolicy
+    sharding = [k for k in ("shard_params", "shard_optimizer") if getattr(op, k)]
+    if sharding and algo not in ONPOLICY_ALGOS:
+        raise ConfigError(
+            f"learning.onpolicy.{sharding[0]} shards the on-policy learner (learning.algo="
+            f"{'|'.join(ONPOLICY_ALGOS)}); learning.algo={algo} fine-tunes on the main process only"
+        )
     if op.shard_params and (op.lora or op.shard_optimizer):
         raise ConfigError(
             "learning.onpolicy.shard_params shards full fine-tuning's weights: set learning.onpolicy.lora=false "

@@ -307,10 +307,14 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         cfg = cfg.model_copy(deep=True)
         cfg.name = dp.broadcast(cfg.name)  # a timestamped default name differs between processes
         asked = launcher_sharding()  # an accelerate FSDP / DeepSpeed config: the learner's own sharding
-        if asked is not None and not getattr(cfg.learning.onpolicy, f"shard_{asked}"):
-            setattr(cfg.learning.onpolicy, f"shard_{asked}", True)
-            if main:
+        if asked is not None and not getattr(cfg.learning.onpolicy, f"shard_{asked}") and main:
+            if cfg.learning.algo in ONPOLICY_ALGOS:
                 log(f"accelerate launch config: sharding with learning.onpolicy.shard_{asked}=true")
+            else:
+                log(f"accelerate launch config asks for sharding, but learning.algo={cfg.learning.algo} "
+                    f"fine-tunes on the main process: not sharded")
+        if asked is not None and cfg.learning.algo in ONPOLICY_ALGOS:
+            setattr(cfg.learning.onpolicy, f"shard_{asked}", True)
         if cfg.model.device.startswith("cuda"):
             cfg.model.device = str(dp.device)
         if not main:

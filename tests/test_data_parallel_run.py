@@ -120,4 +120,8 @@ def test_data_parallel_refuses_what_it_cannot_split(tiny_model_dir):
     with pytest.raises(ConfigError, match="data-parallel"):
         check_combinations(cfg, world=2)
     with pytest.raises(ConfigError, match="learning.onpolicy.lora=false"):
-        load_config("sokoban", [f"model.name={tiny_model_dir}", "learning.onpolicy.shard_params=true"])
+        load_config("sokoban", [f"model.name={tiny_model_dir}", "learning.onpolicy.shard_params=true",
+                                "learning.algo=grpo"])
+    with pytest.raises(ConfigError, match="learning.algo=rft fine-tunes on the main process"):
+        load_config("sokoban", [f"model.name={tiny_model_dir}", "learning.onpolicy.shard_optimizer=true",
+                                "learning.algo=rft"])
