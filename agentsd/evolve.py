@@ -307,14 +307,15 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         cfg = cfg.model_copy(deep=True)
         cfg.name = dp.broadcast(cfg.name)  # a timestamped default name differs between processes
         asked = launcher_sharding()  # an accelerate FSDP / DeepSpeed config: the learner's own sharding
-        if asked is not None and not getattr(cfg.learning.onpolicy, f"shard_{asked}") and main:
+        if asked is not None and not getattr(cfg.learning.onpolicy, f"shard_{asked}"):
             if cfg.learning.algo in ONPOLICY_ALGOS:
-                log(f"accelerate launch config: sharding with learning.onpolicy.shard_{asked}=true")
+                setattr(cfg.learning.onpolicy, f"shard_{asked}", True)
+                note = f"accelerate launch config: sharding with learning.onpolicy.shard_{asked}=true"
             else:
-                log(f"accelerate launch config asks for sharding, but learning.algo={cfg.learning.algo} "
-                    f"fine-tunes on the main process: not sharded")
-        if asked is not None and cfg.learning.algo in ONPOLICY_ALGOS:
-            setattr(cfg.learning.onpolicy, f"shard_{asked}", True)
+                note = (f"accelerate launch config asks for sharding, but learning.algo={cfg.learning.algo} "
+                        f"fine-tunes on the main process: not sharded")
+            if main:
+                log(note)
         if cfg.model.device.startswith("cuda"):
             cfg.model.device = str(dp.device)
         if not main:
@@ -605,14 +606,14 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         import torch
 
         from agentsd.learn.onpolicy import model_state_dict, optimizer_state_dict
-        from agentsd.learn.parallel import is_sharded
+        from agentsd.learn.parallel import has_sharded_params
 
         net, teacher, reference = learner["net"], learner["teacher"], learner["reference"]
         lora = hasattr(net, "peft_config")
         # every process: sharded state (shard_optimizer, shard_params) is gathered on the main one
         opt_sd = optimizer_state_dict(learner["opt"], dp, net)
         weights = model_state_dict(net, dp)  # shard_params: the whole weights; None otherwise
-        gather = main or any(is_sharded(p) for p in net.parameters())  # sharded teachers gather collectively
+        gather = main or has_sharded_params(net)  # sharded teachers gather collectively
         teacher_sd = teacher.state_dict() if teacher is not None and gather else None
         reference_sd = reference.state_dict() if reference is not None and gather else None
 

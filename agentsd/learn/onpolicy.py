@@ -72,7 +72,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentsd.learn.losses import grpo_advantages, grpo_loss, reverse_kl_full, skill_sd_loss
-from agentsd.learn.parallel import clip_sharded_grad_norm_, is_sharded
+from agentsd.learn.parallel import clip_sharded_grad_norm_, has_sharded_params, is_sharded
 from agentsd.learn.sft import LLAMA_PROJ, _optimizer, _param_groups, _use_bf16, _wrap_lora, tokenize_example
 from agentsd.policy.chat import encode_chat
 from agentsd.policy.hf import (
@@ -483,10 +483,6 @@ def make_optimizer(model: Any, cfg: OnPolicyConfig, dp: DataParallel | None = No
                                    lr=cfg.lr)
 
 
-def _sharded_model(model: Any) -> bool:
-    return model is not None and any(is_sharded(p) for p in model.parameters())
-
-
 def optimizer_state_dict(
     optimizer: torch.optim.Optimizer, dp: DataParallel | None = None, model: Any = None
 ) -> dict[str, Any] | None:
@@ -499,7 +495,7 @@ def optimizer_state_dict(
     if isinstance(optimizer, ZeroRedundancyOptimizer):
         optimizer.consolidate_state_dict(to=0)
         return optimizer.state_dict() if dp is None or dp.is_main else None
-    if _sharded_model(model):
+    if has_sharded_params(model):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
         sd = get_optimizer_state_dict(model, optimizer,
@@ -517,7 +513,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, sd: dict[str, Any], m
     from torch.distributed.optim import ZeroRedundancyOptimizer
 
     by_name = bool(sd.get("sharded_params"))
-    if not by_name and not _sharded_model(model):
+    if not by_name and not has_sharded_params(model):
         optimizer.load_state_dict(sd)
         return
     if isinstance(optimizer, ZeroRedundancyOptimizer) or model is None:
@@ -541,7 +537,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, sd: dict[str, Any], m
 def model_state_dict(model: Any, dp: DataParallel | None = None) -> dict[str, Any] | None:
     """The whole weights of a model with sharded layers, on the main process (CPU tensors; None on the
     others; a collective), or None for a model without sharded parameters (save it as it is)."""
-    if not _sharded_model(model):
+    if not has_sharded_params(model):
         return None
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
@@ -647,7 +643,7 @@ def learner_step(
     mine = dp.strided(used) if dp is not None else used
     chunks = [mine[i : i + cfg.micro_batch] for i in range(0, len(mine), cfg.micro_batch)]
     real = len(chunks)
-    sharded = dp is not None and _sharded_model(model)
+    sharded = dp is not None and has_sharded_params(model)
     share_prefix = cfg.teacher_share_prefix and not sharded
     if sharded:
         # Each sharded layer's forward and backward are collectives: every process runs as many

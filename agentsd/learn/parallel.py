@@ -220,6 +220,11 @@ def is_sharded(t: Any) -> bool:
     return isinstance(t, DTensor)
 
 
+def has_sharded_params(model: Any) -> bool:
+    """Whether ``model`` (None: no) has parameters :func:`shard_layers` sharded."""
+    return model is not None and any(is_sharded(p) for p in model.parameters())
+
+
 def decoder_layers(model: Any) -> Any:
     """The ``ModuleList`` of a causal LM's decoder layers (``model.model.layers`` for Llama-style models,
     found through the body :func:`agentsd.policy.hf.split_lm_head` returns); ValueError without one."""
@@ -269,7 +274,7 @@ def whole_weights(model: Any) -> Iterator[Any]:
     """Every sharded layer of ``model`` gathered whole for the block, so each process can run the model
     on its own (rollouts of different lengths, generation). Entering is a collective (all-gathers); on
     exit the layers are sharded again. A model without sharded layers passes through."""
-    mods = _fsdp_modules(model) if any(is_sharded(p) for p in model.parameters()) else []
+    mods = _fsdp_modules(model) if has_sharded_params(model) else []
     for m in mods:
         m.set_reshard_after_forward(False, recurse=False)
         m.unshard()
