@@ -130,9 +130,12 @@ class OnPolicySection(Strict):
     logprob_chunk: int | None = Field(128, ge=1)
     #: The teacher's scoring runs the prompt prefix a micro-batch shares (system, skills) once; fp32 only.
     teacher_share_prefix: bool = True
+    #: opd only: the teacher's prompt holds the env oracle's answer for each turn's state (reference: fixed
+    #: privileged ground truth, recorded during train rollouts; needs env.oracle_action) or nothing (none)
+    opd_context: Literal["reference", "none"] = "reference"
     #: opd only: a separate fixed teacher (local model dir or embedded name, same tokenizer); null = the
-    #: student's initial weights (then the teacher equals the student at the start: a KL anchor that
-    #: moves nothing until the student drifts)
+    #: student's initial weights (with opd_context=none that teacher equals the student at the start: a
+    #: KL anchor that moves nothing until the student drifts)
     teacher_model: str | None = None
     #: CPU, memory-tight runs: glibc returns freed activations to the OS, so peak memory tracks live
     #: tensors (skill_sd's peak 1.00x GRPO's instead of 1.39x) but a step costs ~1.4-1.8x the CPU time;

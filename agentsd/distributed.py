@@ -158,7 +158,8 @@ class _Worker:
 
     def run(self, env_name: str, env_kwargs: dict[str, Any], kind: str, sampling: Any, actor_name: str,
             chunk: list[tuple[int, Task]], batch: int, max_turns: int, history: int,
-            skills: Callable | None = None, planner: PlannerSpec | None = None) -> dict[str, Any]:
+            skills: Callable | None = None, planner: PlannerSpec | None = None,
+            reference: bool = False) -> dict[str, Any]:
         from agentsd.rollout import rollout
 
         if self.crash_once is not None:  # fault injection for tests: die on this seed, once
@@ -184,7 +185,8 @@ class _Worker:
                 t.policy_version = self.version
         else:
             trajs, stats = rollout(self._envs[key], actor, tasks, batch=min(batch, len(tasks)), max_turns=max_turns,
-                                   history=history, policy_version=self.version, skills=skills)
+                                   history=history, policy_version=self.version, skills=skills,
+                                   reference=reference)
         return {
             "indices": [i for i, _ in chunk],
             "trajectories": [t.model_dump(mode="json") for t in trajs],
@@ -283,6 +285,7 @@ class RayRollout:
         on_episode: Callable[[Trajectory], None] | None = None,
         policy_version: int | None = None,
         planner: PlannerSpec | None = None,
+        reference: bool = False,
     ) -> tuple[list[Trajectory], RayRolloutStats]:
         """Run every task to the end on the workers; trajectories in task order, summed stats.
 
@@ -290,7 +293,8 @@ class RayRollout:
         retrieve from a :class:`RemoteMemory`, not from a local store). ``planner``: run the episodes
         through the planner loop instead (``actor`` must then be a PolicyActor; its sampling is unused).
         ``policy_version`` is accepted for signature compatibility; trajectories carry the version
-        each worker actually sampled with (the last :meth:`sync_weights`)."""
+        each worker actually sampled with (the last :meth:`sync_weights`). ``reference``: as in
+        :func:`~agentsd.rollout.rollout` (plain rollouts only)."""
         ray = _require_ray()
         if planner is not None and not isinstance(actor, PolicyActor):
             raise TypeError("planner= runs the workers' policy: pass a PolicyActor")
@@ -319,7 +323,7 @@ class RayRollout:
                 return
             chunk = queue.popleft()
             ref = self.workers[slot].run.remote(envs.name, envs.kwargs, kind, sampling, name, chunk, batch,
-                                                max_turns, history, skills, planner)
+                                                max_turns, history, skills, planner, reference)
             pending[ref] = (slot, chunk)
             stats.chunks += 1
 

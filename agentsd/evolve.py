@@ -271,7 +271,7 @@ def _quiet(*_a: Any, **_k: Any) -> None:
 
 def _parallel_rollout(dp: Any, phase: str, envs: EnvFactory, actor: Any, tasks: list, *, batch: int,
                       max_turns: int, history: int, out: Path, tick: Callable[[Trajectory], None], skills: Any,
-                      seed: int) -> tuple[list[Trajectory], dict[str, Any]]:
+                      seed: int, reference: bool = False) -> tuple[list[Trajectory], dict[str, Any]]:
     """A phase's rollouts split across the processes of a data-parallel launch: each plays a contiguous
     share of ``tasks`` with its own RNG stream (seeded from the run seed, the phase and its rank, so a
     resumed phase replays the same way and group members on different processes are not duplicates);
@@ -284,7 +284,7 @@ def _parallel_rollout(dp: Any, phase: str, envs: EnvFactory, actor: Any, tasks: 
     if isinstance(actor, PolicyActor) and actor.sampling.seed is not None:
         actor = PolicyActor(actor.policy, actor.sampling.model_copy(update={"seed": actor.sampling.seed + 7919 * dp.rank}))
     mine, stats = rollout(envs, actor, dp.share(tasks), batch=batch, max_turns=max_turns, history=history,
-                          on_episode=tick if dp.is_main else None, skills=skills)
+                          on_episode=tick if dp.is_main else None, skills=skills, reference=reference)
     trajs = dp.gather(mine)
     merged = merge_rollout_stats(dp.gather([stats.to_dict()]))
     if dp.is_main:
@@ -354,6 +354,8 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         envs = EnvFactory(cfg.env.name, cfg.env.kwargs)
     algo = cfg.learning.algo
     onpolicy = algo in ONPOLICY_ALGOS and cfg.learning.iterations > 0
+    # opd's teacher sees the env oracle's answer for each turn's state: recorded during train rollouts
+    opd_reference = onpolicy and algo == "opd" and cfg.learning.onpolicy.opd_context == "reference"
     ckpt_path = state.data["checkpoint"]
     learner_sd = None  # the on-policy learner's state at the last finished iteration (resume)
     if onpolicy and ckpt_path and (Path(ckpt_path) / LEARNER_FILE).exists():
@@ -385,8 +387,8 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         if ray_rollout.version != weights_version:
             ray_rollout.sync_weights(policy.model, version=weights_version)  # LoRA merged in a copy
 
-    def phase_rollout(phase: str, actor, tasks, max_turns: int = r.max_turns,
-                      skills=None, batch: int = r.batch) -> tuple[list[Trajectory], dict[str, Any]]:
+    def phase_rollout(phase: str, actor, tasks, max_turns: int = r.max_turns, skills=None, batch: int = r.batch,
+                      reference: bool = False) -> tuple[list[Trajectory], dict[str, Any]]:
         out = run_dir / "trajectories" / f"{phase}.jsonl"
         out.unlink(missing_ok=True)  # a phase interrupted earlier is redone from scratch
 
@@ -403,7 +405,8 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
 
             with whole_weights(policy.model):  # shard_params: each process generates on its own
                 return _parallel_rollout(dp, phase, envs, actor, tasks, batch=batch, max_turns=max_turns,
-                                         history=r.history, out=out, tick=tick, skills=skills, seed=cfg.seed)
+                                         history=r.history, out=out, tick=tick, skills=skills, seed=cfg.seed,
+                                         reference=reference)
         run_rollout = rollout
         if ray_rollout is not None:
             if isinstance(actor, PolicyActor):
@@ -411,7 +414,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
             run_rollout = ray_rollout
         trajs, stats = run_rollout(
             envs, actor, tasks, batch=batch, max_turns=max_turns, history=r.history,
-            out_path=out, on_episode=tick, skills=skills,
+            out_path=out, on_episode=tick, skills=skills, reference=reference,
         )
         return trajs, stats.to_dict()
 
@@ -739,7 +742,8 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
                 f"{rstats['planner']['replans']} replans")
             curve_point(it)
             continue
-        trajs, rstats = phase_rollout(phase, PolicyActor(policy, r.sampling), tasks, skills=student_skills)
+        trajs, rstats = phase_rollout(phase, PolicyActor(policy, r.sampling), tasks, skills=student_skills,
+                                      reference=opd_reference)
         mem_stats = remember(phase, trajs, it)
         if algo == "rft":
             wins = [t for t in trajs if t.success]

@@ -25,27 +25,31 @@ INVALID_NOTE = "Your previous answer was not a valid action. Answer in the requi
 SKILLS_HEADER = "Useful skills from past experience:"
 
 
-def system_message(instructions: str, skills: str | None = None) -> str:
-    """The system message: the instructions, then the skills block when ``skills`` is non-empty."""
+def system_message(instructions: str, skills: str | None = None, header: str = SKILLS_HEADER) -> str:
+    """The system message: the instructions, then the skills block (under ``header``) when ``skills`` is
+    non-empty."""
     system = instructions.strip()
     if skills:
-        system += "\n\n" + SKILLS_HEADER + "\n" + skills.strip()
+        system += "\n\n" + header + "\n" + skills.strip()
     return system
 
 
-def with_skills(messages: list[dict[str, str]], skills: str | None) -> list[dict[str, str]]:
+def with_skills(
+    messages: list[dict[str, str]], skills: str | None, header: str = SKILLS_HEADER
+) -> list[dict[str, str]]:
     """A copy of ``messages`` whose system message also holds ``skills``, in the format of
     :func:`build_messages`: ``with_skills(build_messages(..., skills=None), s)`` equals
-    ``build_messages(..., skills=s)``. The teacher's prompt is built this way from the student's. Without
-    a leading system message one is inserted; without skills the messages come back unchanged (copied).
+    ``build_messages(..., skills=s)``. The teacher's prompt is built this way from the student's (opd's
+    teacher gets its reference answer the same way, under another ``header``). Without a leading system
+    message one is inserted; without skills the messages come back unchanged (copied).
     """
     out = [dict(m) for m in messages]
     if not skills:
         return out
     if out and out[0].get("role") == "system":
-        out[0]["content"] = system_message(out[0]["content"], skills)
+        out[0]["content"] = system_message(out[0]["content"], skills, header)
     else:
-        out.insert(0, {"role": "system", "content": system_message("", skills).strip()})
+        out.insert(0, {"role": "system", "content": system_message("", skills, header).strip()})
     return out
 
 

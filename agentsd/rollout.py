@@ -126,6 +126,18 @@ class _Slot:
     obs: str = ""
 
 
+def oracle_reference(env: TextEnv) -> str | None:
+    """The env oracle's answer from the current state (None when it has none, e.g. timed out); an env
+    without an oracle is an error that says so."""
+    try:
+        return env.oracle_action()
+    except NotImplementedError:
+        raise ValueError(
+            f"{type(env).__name__} has no oracle_action(): reference answers (opd's teacher context, "
+            "learning.onpolicy.opd_context=reference) need one; use opd_context=none"
+        ) from None
+
+
 def rollout(
     envs: EnvFactory,
     actor: Actor,
@@ -138,11 +150,14 @@ def rollout(
     skills: Callable[[TextEnv, str], str | None] | None = None,
     on_episode: Callable[[Trajectory], None] | None = None,
     policy_version: int = 0,
+    reference: bool = False,
 ) -> tuple[list[Trajectory], RolloutStats]:
     """Run every task to the end; return trajectories in task order and throughput stats.
 
     ``skills(env, observation)``, when given, returns text to put in the prompt (memory retrieval
-    slots in here). ``on_episode`` is called as each episode finishes (progress bars).
+    slots in here). ``on_episode`` is called as each episode finishes (progress bars). ``reference``:
+    before each turn ask the env's oracle for a correct answer from the current state and keep it in
+    ``Turn.reference`` (privileged ground truth for a distillation teacher; the policy never sees it).
     """
     stats = RolloutStats()
     t0 = time.perf_counter()
@@ -196,6 +211,7 @@ def rollout(
             prompts.append(
                 build_messages(s.env.instructions(), task_text, s.obs, s.past, history, skills=extra)
             )
+        refs = [oracle_reference(s.env) for s in live] if reference else [None] * len(live)
         ta = time.perf_counter()
         gens = actor.act(prompts, [s.env for s in live])
         stats.act_seconds += time.perf_counter() - ta
@@ -205,7 +221,7 @@ def rollout(
         actions = [gen.text for gen in gens]
         results = step_many([s.env for s in live], actions) if step_many else [
             s.env.step(a) for s, a in zip(live, actions, strict=True)]
-        for s, msgs, gen, res in zip(live, prompts, gens, results, strict=True):
+        for s, msgs, gen, res, ref in zip(live, prompts, gens, results, refs, strict=True):
             obs, reward, terminated, truncated, info = res
             turn = Turn(
                 messages=msgs,
@@ -217,6 +233,7 @@ def rollout(
                 truncated=bool(truncated),
                 info=info,
                 observation=obs,
+                reference=ref,
             )
             s.traj.turns.append(turn)
             s.past.append(Step(s.obs, gen.text, bool(info.get("action_is_valid", True))))

@@ -27,6 +27,10 @@ class Turn(BaseModel):
     truncated: bool = False
     info: dict[str, Any] = Field(default_factory=dict)
     observation: str = ""  # the observation after this step
+    #: privileged ground truth for the state this turn acted in (the env oracle's answer), recorded only
+    #: when the rollout is asked to (``rollout(..., reference=True)``: opd's teacher context); never
+    #: shown to the policy
+    reference: str | None = None
 
 
 class Trajectory(BaseModel):

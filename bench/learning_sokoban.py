@@ -2,6 +2,13 @@
 
     python bench/learning_sokoban.py [--seeds 3] [--iterations 3] [--arms grpo,opd,skill_sd] [--batch 4]
         [--group-size 4] [--max-turns 8] [--test 16] [--warmstart 8] [--warmstart-epochs 1] [--model DIR]
+        [--search-depth D] [--lr LR] [--seed-ids 0,2]
+
+An arm is an algo with optional ``learning.onpolicy`` overrides, e.g. ``--arms grpo,skill_sd,skill_sd:lam=0.1``
+(run ``skill_sd-lam0.1-s<seed>``; every variant is also compared with the same seeds' grpo). ``--search-depth``
+sets the level generator's reverse pulls (1: boxes start near their targets, shorter solutions), ``--lr`` the
+arms' learning rate. ``--seed-ids`` runs a subset of seeds, so that one process per seed can share a machine
+(give each its own ``--out``; a final invocation over all seeds reads the finished runs back).
 
 The learning benchmark of issue 4. Per seed s, one warm-start (``agentsd run`` with config ``sokoban``,
 ``env.kwargs.difficulty=easy``, ``learning.iterations=0``, run ``warmstart-s<s>``): SFT on ``--warmstart``
@@ -91,6 +98,7 @@ def common_overrides(args) -> list[str]:
     """Budget and settings shared by the warm-start and every arm."""
     return [
         f"output_dir={args.work}", "env.kwargs.difficulty=easy", "memory.enabled=true",
+        *([f"env.kwargs.search_depth={args.search_depth}"] if args.search_depth else []),
         "tracking.tensorboard=false", f"rollout.batch={args.batch}", f"rollout.group_size={args.group_size}",
         f"rollout.max_turns={args.max_turns}", f"eval.episodes={args.test}", f"eval.batch={args.test}",
     ]
@@ -106,19 +114,34 @@ def warm_config(args, seed: int):
     ])
 
 
+def parse_arm(spec: str) -> tuple[str, str, list[str]]:
+    """``algo[:key=value...]`` -> (run-name stem, algo, ``learning.onpolicy`` overrides), e.g.
+    ``skill_sd:lam=0.1`` -> (``skill_sd-lam0.1``, ``skill_sd``, [``learning.onpolicy.lam=0.1``])."""
+    algo, *opts = spec.split(":")
+    if algo not in ARMS:
+        raise SystemExit(f"unknown arm {spec!r}: the algo must be one of {list(ARMS)}")
+    if bad := [o for o in opts if "=" not in o]:
+        raise SystemExit(f"arm {spec!r}: options are key=value (learning.onpolicy keys), not {bad}")
+    stem = "-".join([algo, *(o.replace("=", "") for o in opts)])
+    return stem, algo, [f"learning.onpolicy.{o}" for o in opts]
+
+
 def arm_config(args, arm: str, seed: int, checkpoint: str):
     from agentsd.config import load_config
 
+    stem, algo, extra = parse_arm(arm)
     return load_config("sokoban", [
-        *common_overrides(args), f"name={arm}-s{seed}", f"seed={seed}", f"model.name={checkpoint}",
-        "learning.warmstart.episodes=0", f"learning.algo={arm}", f"learning.iterations={args.iterations}",
+        *common_overrides(args), f"name={stem}-s{seed}", f"seed={seed}", f"model.name={checkpoint}",
+        "learning.warmstart.episodes=0", f"learning.algo={algo}", f"learning.iterations={args.iterations}",
         "eval.every=1", "learning.onpolicy.steps_per_iteration=1",
+        *([f"learning.onpolicy.lr={args.lr}"] if args.lr else []), *extra,
         f"rollout.train_start={args.warmstart}",  # fresh train levels: not the warm-start's demo levels
     ])
 
 
 #: settings a cached run must share with the current invocation to be reused
-CHECK_KEYS = ("seed", "env.kwargs.difficulty", "rollout.batch", "rollout.group_size", "rollout.max_turns",
+CHECK_KEYS = ("seed", "env.kwargs.difficulty", "env.kwargs.search_depth", "learning.onpolicy.lr",
+              "learning.onpolicy.lam", "rollout.batch", "rollout.group_size", "rollout.max_turns",
               "eval.episodes", "learning.iterations", "learning.algo", "learning.warmstart.episodes",
               "learning.warmstart.epochs",
               "model.name", "learning.onpolicy.steps_per_iteration", "eval.every", "rollout.train_start")
@@ -321,12 +344,18 @@ def main() -> None:
     ap.add_argument("--warmstart", type=int, default=8, help="oracle demos for each seed's warm-start")
     ap.add_argument("--warmstart-epochs", type=int, default=1, help="SFT epochs of the warm-start")
     ap.add_argument("--model", default=None, help="model.name of the warm-start (default: the config's)")
+    ap.add_argument("--search-depth", type=int, default=None,
+                    help="env.kwargs.search_depth: reverse pulls of the level generator (1 = boxes near targets)")
+    ap.add_argument("--lr", type=float, default=None, help="learning.onpolicy.lr of the arms (default: the config's)")
+    ap.add_argument("--seed-ids", default=None,
+                    help="run only these seeds (comma list), e.g. one process per seed; the table covers them")
     ap.add_argument("--work", default="runs/bench-learning-sokoban")
     ap.add_argument("--out", default="bench/results/learning_sokoban.json")
     args = ap.parse_args()
     arms = [a for a in args.arms.split(",") if a]
-    if bad := [a for a in arms if a not in ARMS]:
-        raise SystemExit(f"unknown arm(s) {bad}; choose from {list(ARMS)}")
+    for a in arms:
+        parse_arm(a)
+    seed_ids = [int(x) for x in args.seed_ids.split(",")] if args.seed_ids else list(range(args.seeds))
     if args.batch % args.group_size:
         raise SystemExit("--batch must be a multiple of --group-size")
 
@@ -336,7 +365,8 @@ def main() -> None:
     res = json.loads(out.read_text()) if out.exists() else {}
     cells = res.setdefault("cells", {})
     res["config"] = {k: getattr(args, k) for k in ("seeds", "iterations", "batch", "group_size", "max_turns",
-                                                    "test", "warmstart", "model", "work")}
+                                                    "test", "warmstart", "model", "work", "search_depth", "lr")}
+    res["config"]["seed_ids"] = seed_ids
     res["config"]["arms"] = arms
     res["config"]["budget_per_arm"] = {
         "iterations": args.iterations, "train_episodes_per_iteration": args.batch,
@@ -352,7 +382,7 @@ def main() -> None:
         out.write_text(json.dumps(res, indent=1))
 
     t_start = time.perf_counter()
-    for seed in range(args.seeds):
+    for seed in seed_ids:
         wcfg = warm_config(args, seed)
         check_same(wcfg)
         if not is_done(wcfg.run_dir):
@@ -375,7 +405,7 @@ def main() -> None:
     res["bench_wall_s_this_invocation"] = round(time.perf_counter() - t_start, 1)
 
     # --- summary: per arm and iteration over seeds; warm-start is iteration 0 -------------------------------
-    seeds = [s for s in range(args.seeds) if f"{WARM}/s{s}" in cells]
+    seeds = [s for s in seed_ids if f"{WARM}/s{s}" in cells]
     final = {s: next(p for p in cells[f"{WARM}/s{s}"]["curve"] if p["phase"] == "eval_after") for s in seeds}
     warm = {s: final[s]["success"] for s in seeds}
     warm_ret = {s: final[s]["return"] for s in seeds}  # finer than success: shaped reward (boxes on targets)
@@ -438,13 +468,18 @@ def main() -> None:
             "skill_sd_ge_grpo_plus_5pts_ci_lower": d["seeds"] > 1 and d["diff"] - d["ci"] >= AIM_POINTS,
             "both_above_warmstart_point": all(summary[a]["vs_warmstart"]["diff"] > 0 for a in ("grpo", "skill_sd")),
         }
+    for arm in arms:  # variants, e.g. skill_sd:lam=0.1, against the same seeds' grpo
+        if arm not in ("grpo", "skill_sd") and "grpo" in arms:
+            summary[f"{arm} - grpo"] = {**paired(last[arm], last["grpo"]),
+                                        "tasks": paired_tasks(last_tasks[arm], last_tasks["grpo"])}
     summary["eval_before_matches_warmstart"] = consistency
     res["summary"] = summary
     save()
 
     # --- table -------------------------------------------------------------------------------------------
     it_cols = list(range(args.iterations + 1))
-    table = Table(title=f"Sokoban easy, {args.iterations} iterations x {args.batch} episodes "
+    levels = f"Sokoban easy{f' (search_depth {args.search_depth})' if args.search_depth else ''}"
+    table = Table(title=f"{levels}, {args.iterations} iterations x {args.batch} episodes "
                         f"(groups of {args.group_size}, <= {args.max_turns} turns), {args.test} test episodes: "
                         "test success, mean over seeds ± 95% t-CI (iteration 0 = warm-start)")
     for col in ("arm", "seeds", *(f"it {k}" for k in it_cols), f"it {args.iterations} - warm (paired)",
@@ -482,11 +517,16 @@ def main() -> None:
             f"(point estimate), {'met' if summary['aim']['skill_sd_ge_grpo_plus_5pts_ci_lower'] else 'not met'} "
             f"(CI lower bound); both above warm-start: "
             f"{'yes' if summary['aim']['both_above_warmstart_point'] else 'no'} (point estimates).")
+    for arm in arms:
+        if (d := summary.get(f"{arm} - grpo")) is not None:
+            console.print(f"{arm} - grpo at iteration {args.iterations}: {fmt_ci(d['diff'], d['ci'], signed=True)} "
+                          f"(paired over {d['seeds']} seeds; {d['tasks']['wins']} wins / {d['tasks']['losses']} "
+                          f"losses over {d['tasks']['pairs']} seed x task pairs)")
     bad = [k for k, ok in consistency.items() if not ok]
     console.print("eval_before of every arm equals the warm-start's eval_after task by task"
                   if not bad else f"eval_before differs from the warm-start's eval_after in: {', '.join(bad)}")
     plot(curves, per_seed, list(warm.values()), args.iterations,
-         f"Sokoban easy: {args.batch} episodes/iteration, {args.test} test episodes, {len(seeds)} seeds", png)
+         f"{levels}: {args.batch} episodes/iteration, {args.test} test episodes, {len(seeds)} seeds", png)
     print(f"wrote {out} and {png}")
 
 

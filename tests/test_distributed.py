@@ -73,9 +73,11 @@ def test_oracle_same_trajectories_as_in_process(rr, envs, tmp_path):
 
 def test_tiny_model_greedy_same_actions(rr, envs, tiny_policy):
     tasks = make_tasks(envs.cls, "test", 4)
-    local, _ = rollout(envs, PolicyActor(tiny_policy, GREEDY), tasks, batch=4, max_turns=2)
-    remote, stats = rr(envs, PolicyActor(tiny_policy, GREEDY), tasks, batch=4, max_turns=2)
+    local, _ = rollout(envs, PolicyActor(tiny_policy, GREEDY), tasks, batch=4, max_turns=2, reference=True)
+    remote, stats = rr(envs, PolicyActor(tiny_policy, GREEDY), tasks, batch=4, max_turns=2, reference=True)
     assert [_key(t) for t in remote] == [_key(t) for t in local]
+    refs = [[x.reference for x in t.turns] for t in remote]  # the oracle's answers, recorded on the workers
+    assert refs == [[x.reference for x in t.turns] for t in local] and all(r for rs in refs for r in rs)
     assert [t.turns[0].token_ids for t in remote] == [t.turns[0].token_ids for t in local]
     assert stats.tokens > 0 and all(t.policy_version == 0 and t.policy == "tiny" for t in remote)
 
@@ -207,6 +209,15 @@ def test_run_with_backend_ray_matches_in_process(tmp_path, tiny_model_dir):
 # ------------------------------------------------------------------------------ environment actors
 
 
+def local_env_reference(traj, k: int) -> str | None:
+    """The oracle's answer before turn ``k`` of ``traj``, replayed in a fresh local env."""
+    env = EnvFactory(traj.env, traj.env_kwargs)()
+    env.reset(seed=traj.seed)
+    for turn in traj.turns[:k]:
+        env.step(turn.response)
+    return env.oracle_action()
+
+
 def test_env_actors_give_the_same_trajectories_as_in_process_envs(tiny_policy):
     """Environments on Ray actors, generation in this process: the same episodes, oracle and policy."""
     from agentsd.distributed import RayEnvFactory, RemoteEnv
@@ -221,8 +232,10 @@ def test_env_actors_give_the_same_trajectories_as_in_process_envs(tiny_policy):
         b, _ = rollout(remote, OracleActor(), tasks, batch=3, max_turns=40)
         assert [_key(t) for t in b] == [_key(t) for t in a] and all(t.success for t in b)
         a, _ = rollout(local, PolicyActor(tiny_policy, GREEDY), tasks, batch=3, max_turns=3)
-        b, _ = rollout(remote, PolicyActor(tiny_policy, GREEDY), tasks, batch=3, max_turns=3)
+        b, _ = rollout(remote, PolicyActor(tiny_policy, GREEDY), tasks, batch=3, max_turns=3, reference=True)
         assert [_key(t) for t in b] == [_key(t) for t in a]
+        assert [[x.reference for x in t.turns] for t in b] == [[local_env_reference(t, k) for k in range(len(t.turns))]
+                                                              for t in a]
         assert [[x.info for x in t.turns] for t in b] == [[x.info for x in t.turns] for t in a]
     finally:
         remote.shutdown()

@@ -46,8 +46,14 @@ def test_each_algo_runs_end_to_end(tmp_path, tiny_model_dir, algo):
         assert "clip_frac" in learn
     if algo in ("opd", "skill_sd"):
         assert "sdl" in learn and "kl" in learn
-    if algo == "opd":  # the frozen teacher is the initial weights: the first step's loss is 0
-        assert learn["loss"] == pytest.approx(0.0, abs=1e-6)
+    if algo == "opd":  # the frozen initial weights, shown the oracle's answer for each turn: they differ
+        assert learn["loss"] > 1e-4 and "grpo_loss" not in learn
+        train = read_jsonl(res.run_dir / "trajectories" / "iter_1.jsonl")
+        refs = [turn.reference for t in train for turn in t.turns]  # None where the oracle had no answer
+        assert any(refs) and all(r is None or r.startswith("<answer>") for r in refs)
+    for phase in ("eval_after",) if algo == "opd" else ("iter_1", "eval_after"):  # recorded for opd's train only
+        assert all(turn.reference is None for t in read_jsonl(res.run_dir / "trajectories" / f"{phase}.jsonl")
+                   for turn in t.turns)
     assert any("iter_1: train success" in x and "learner step" in x for x in logs)
     ckpt = res.run_dir / "checkpoints" / "iter_1"
     assert (ckpt / LEARNER_FILE).exists() and (ckpt / "config.json").exists()
@@ -228,11 +234,15 @@ def test_opd_with_a_separate_teacher_model_and_a_train_start(tmp_path, tiny_mode
     from agentsd.policy.tiny import build_tiny_model
 
     other = build_tiny_model(tmp_path / "other", vocab_source=tiny_model_dir, seed=7)
-    base = run(_cfg(tmp_path, tiny_model_dir, "opd", name="anchor"), log=lambda *a: None)
+    base = run(_cfg(tmp_path, tiny_model_dir, "opd", name="anchor", **{"learning.onpolicy.opd_context": "none"}),
+               log=lambda *a: None)
     res = run(_cfg(tmp_path, tiny_model_dir, "opd", name="teacher", **{
-        "learning.onpolicy.teacher_model": other, "rollout.train_start": 50, "eval.batch": 1}), log=lambda *a: None)
+        "learning.onpolicy.teacher_model": other, "learning.onpolicy.opd_context": "none",
+        "rollout.train_start": 50, "eval.batch": 1}), log=lambda *a: None)
     anchor, taught = _records(base.run_dir)[2]["learn"], _records(res.run_dir)[2]["learn"]
-    assert anchor["kl"] == pytest.approx(0.0, abs=1e-6)  # the initial weights: teacher == student
+    assert anchor["kl"] == pytest.approx(0.0, abs=1e-6)  # the initial weights on the plain prompt: teacher == student
+    assert all(turn.reference is None for t in read_jsonl(base.run_dir / "trajectories" / "iter_1.jsonl")
+               for turn in t.turns)  # opd_context=none records no references
     assert taught["kl"] > 1e-3 and taught["sdl"] > 1e-3
     seeds = sorted({t.seed for t in read_jsonl(res.run_dir / "trajectories" / "iter_1.jsonl")})
     from agentsd.config import check_combinations

@@ -36,12 +36,14 @@ Algorithms (``OnPolicyConfig.algo``), one optimizer step per :func:`learner_step
   ``reference`` when ``kl_coef`` > 0).
 - ``skill_sd``: GRPO + ``lam`` · SDL, SDL the importance-weighted k3 reverse KL to the skill-conditioned
   teacher (:func:`~agentsd.learn.losses.skill_sd_loss`).
-- ``opd``: on-policy distillation, our reading of the issue's "fixed teacher, no skills": the SDL term
-  alone (weight 1, no reward, no GRPO term) to a ``frozen`` teacher that sees the student's plain
-  prompt. Note that with the student's own initial weights as that teacher, teacher and student agree
-  exactly at the start, so the loss and its gradient are 0 and OPD stays where it is; it moves only
-  with a teacher that differs: a separate fixed model (``Teacher(..., model=other)``, e.g. a stronger
-  checkpoint with the same tokenizer) or a student that has already moved away from it.
+- ``opd``: vanilla on-policy (self-)distillation with *fixed* privileged information, the baseline
+  Skill-SD compares against: the SDL term alone (weight 1, no reward, no GRPO term) to a ``frozen``
+  teacher (the initial weights, or a separate fixed model ``teacher_model`` with the same tokenizer)
+  whose prompt holds, with ``opd_context="reference"`` (the default), the ground truth for the turn's
+  state: the env oracle's answer, recorded during the rollout (``Turn.reference``, see
+  :func:`reference_for`), under :data:`REFERENCE_HEADER`, no skills. With ``opd_context="none"`` the
+  teacher sees the plain prompt; with the student's own initial weights it then equals the student at
+  the start (loss and gradient 0: a KL anchor that moves nothing until the student drifts).
 - ``skill_prompt``: skills in the *student's* prompt, the paper's weaker baseline. The rollout side puts
   them there (the ``skills`` hook of :func:`agentsd.rollout.rollout`); since samples keep the exact
   prompt the student acted under, for the learner this is plain GRPO on those samples.
@@ -83,7 +85,7 @@ from agentsd.policy.hf import (
     sequence_logprobs,
     split_lm_head,
 )
-from agentsd.prompts import with_skills
+from agentsd.prompts import SKILLS_HEADER, with_skills
 from agentsd.trajectory import Trajectory, Turn
 
 if TYPE_CHECKING:
@@ -96,6 +98,15 @@ TeacherMode = Literal["synced", "ema", "frozen", "live"]
 SkillsFor = Callable[[Turn, Trajectory], "str | None"]
 #: algorithms whose loss needs a teacher
 TEACHER_ALGOS = ("skill_sd", "opd")
+#: the header of opd's privileged block in the teacher's system message
+REFERENCE_HEADER = "Reference answer for this state (from the task's solver):"
+
+
+def reference_for(turn: Turn, traj: Trajectory) -> str | None:
+    """opd's privileged context for one turn: the env oracle's answer for the state the student acted
+    in, recorded by ``rollout(..., reference=True)`` (None when it was not recorded or the oracle had no
+    answer; that turn's teacher then sees the plain prompt)."""
+    return turn.reference
 
 
 class OnPolicyConfig(BaseModel):
@@ -122,6 +133,9 @@ class OnPolicyConfig(BaseModel):
     teacher_share_prefix: bool = True
     teacher_mode: TeacherMode = "synced"
     sync_every: int = Field(4, ge=1)  # synced: learner steps between hard copies (1 behaves as live)
+    #: opd's teacher prompt: "reference" adds the env oracle's answer for the turn's state (fixed
+    #: privileged ground truth, the paper's vanilla OPD); "none" = the plain prompt
+    opd_context: Literal["reference", "none"] = "reference"
     ema_tau: float = Field(0.99, ge=0.0, le=1.0)
     #: the episode score advantages are computed from
     reward: Literal["return", "success"] = "return"
@@ -242,7 +256,7 @@ def build_samples(
                 skills = teacher.skills_for(turn, traj)
                 sample.skills = skills or None
                 sample.teacher_prompt_ids = (
-                    encode_chat(tokenizer, with_skills(turn.messages, skills)) if skills else prompt
+                    encode_chat(tokenizer, with_skills(turn.messages, skills, teacher.header)) if skills else prompt
                 )
             batch.samples.append(sample)
     return batch
@@ -285,6 +299,7 @@ class Teacher:
         ema_tau: float = 0.99,
         skills_for: SkillsFor | None = None,
         model: Any = None,
+        header: str = SKILLS_HEADER,
     ) -> None:
         if mode not in ("synced", "ema", "frozen", "live"):
             raise ValueError(f"teacher mode must be synced, ema, frozen or live, not {mode!r}")
@@ -299,6 +314,7 @@ class Teacher:
         self.sync_every = sync_every
         self.ema_tau = ema_tau
         self.skills_for = skills_for
+        self.header = header  # the title of the skills_for block in the teacher's system message
         self.external = model
         self.steps = 0  # learner steps seen
         self.syncs = 0  # hard copies made after construction
@@ -549,11 +565,13 @@ def make_teacher(
     model: Any, cfg: OnPolicyConfig, skills_for: SkillsFor | None = None, *, teacher_model: Any = None
 ) -> Teacher | None:
     """The teacher ``cfg.algo`` needs: None for grpo, skill_prompt and sft; for opd a frozen teacher
-    without skills (``skills_for`` is ignored; ``teacher_model``: a separate fixed model with the same
-    tokenizer instead of the student's initial weights); for skill_sd ``cfg.teacher_mode`` with
-    ``skills_for``."""
+    without skills (``skills_for`` is ignored) that sees each turn's reference answer
+    (``cfg.opd_context="reference"``, :func:`reference_for`) or the plain prompt (``"none"``), with
+    ``teacher_model`` (a separate fixed model with the same tokenizer) instead of the student's initial
+    weights when given; for skill_sd ``cfg.teacher_mode`` with ``skills_for``."""
     if cfg.algo == "opd":
-        return Teacher(model, "frozen", model=teacher_model)
+        context = reference_for if cfg.opd_context == "reference" else None
+        return Teacher(model, "frozen", model=teacher_model, skills_for=context, header=REFERENCE_HEADER)
     if cfg.algo == "skill_sd":
         if teacher_model is not None:
             raise ValueError("skill_sd's teacher is the student's own weights")
@@ -618,8 +636,8 @@ def learner_step(
     algo = cfg.algo
     if algo in TEACHER_ALGOS and teacher is None:
         raise ValueError(f"{algo} needs a teacher (make_teacher(model, cfg, ...))")
-    if algo == "opd" and teacher is not None and (teacher.mode != "frozen" or teacher.skills_for is not None):
-        raise ValueError("opd's teacher is frozen and gets no skills")
+    if algo == "opd" and teacher is not None and teacher.mode != "frozen":
+        raise ValueError("opd's teacher is fixed: a frozen Teacher (make_teacher)")
     if cfg.kl_coef > 0 and algo != "sft" and reference is None:
         raise ValueError("kl_coef > 0 needs a reference (a frozen Teacher without skills)")
     t0 = time.perf_counter()

@@ -38,8 +38,8 @@ def test_two_iterations_of_each_algorithm_on_the_embedded_model(algo, tmp_path, 
             assert learn["stepped"] == 1.0 and learn["tokens"] > 0
         if algo in ("skill_sd", "opd"):
             assert learn["kl"] >= 0.0 and "rho_mean" in learn
-    if algo == "opd":  # the teacher is the initial weights: zero at the first step, then the student drifts
-        assert recs[2]["learn"]["kl"] == pytest.approx(0.0, abs=1e-6)
+    if algo == "opd":  # the initial weights shown the oracle's answer differ from the student from the start
+        assert recs[2]["learn"]["kl"] > 1e-4
     if algo != "sft":
         a = load_file(str(res.run_dir / "checkpoints" / "iter_2" / "model.safetensors"))
         b = load_file(str(tmp_path / algo / "checkpoints" / "base" / "model.safetensors"))

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from agentsd.envs import register
 from agentsd.learn.onpolicy import (
+    REFERENCE_HEADER,
     OnPolicyConfig,
     Teacher,
     build_samples,
@@ -345,6 +346,62 @@ def test_opd_with_a_different_fixed_teacher_moves(trajs, tokenizer, model, tiny_
     assert first["sdl"] > 0 and last["sdl"] < first["sdl"]
     with pytest.raises(ValueError, match="frozen"):
         Teacher(net, "synced", model=other)
+
+
+def test_opd_distils_from_the_reference_answer_in_the_teachers_prompt(tiny_policy, tokenizer, model, tiny_model_dir):
+    """opd's default context: the env oracle's answer for each turn's state, recorded during the rollout
+    and shown to the frozen initial weights (the student never sees it). The teacher then differs from
+    the student at the first step, and distillation closes the gap."""
+    envs = EnvFactory("counter", {"max_steps": 2})
+    tasks = make_tasks(envs.cls, "train", 3, group_size=2)
+    recorded, _ = rollout(envs, PolicyActor(tiny_policy, SAMPLING), tasks, batch=len(tasks), reference=True)
+    # the reference is the oracle's answer from the state the turn acted in: replay each episode to check
+    for t in recorded:
+        env = envs()
+        env.reset(seed=t.seed)
+        for turn in t.turns:
+            assert turn.reference == env.oracle_action() and turn.reference
+            env.step(turn.response)
+    plain, _ = rollout(envs, PolicyActor(tiny_policy, SAMPLING), tasks[:1], batch=1)
+    assert all(turn.reference is None for turn in plain[0].turns)
+
+    cfg = OnPolicyConfig(algo="opd", lr=1e-3)
+    net = prepare_model(model, cfg)
+    teacher = make_teacher(net, cfg, skills_for=lambda turn, traj: "ignored skills")
+    assert teacher.mode == "frozen"
+    samples = build_samples(recorded, tokenizer, cfg, teacher=teacher).samples
+    for s, turn in zip(samples, [u for t in recorded for u in t.turns], strict=True):
+        text = tokenizer.decode(s.teacher_prompt_ids)
+        assert REFERENCE_HEADER in text and turn.reference in text and "ignored skills" not in text
+        assert REFERENCE_HEADER not in tokenizer.decode(s.prompt_ids)
+    opt = make_optimizer(net, cfg)
+    first = learner_step(net, tokenizer, samples, cfg, teacher, opt)
+    for _ in range(3):
+        last = learner_step(net, tokenizer, samples, cfg, teacher, opt)
+    assert first["sdl"] > 1e-4 and last["sdl"] < first["sdl"] and "grpo_loss" not in first
+    # opd_context="none": the plain prompt, i.e. the initial weights' own distribution (loss 0)
+    plain_cfg = cfg.model_copy(update={"opd_context": "none"})
+    other = prepare_model(fresh(tiny_model_dir), plain_cfg)
+    anchor = make_teacher(other, plain_cfg)
+    samples = build_samples(recorded, tokenizer, plain_cfg, teacher=anchor).samples
+    assert all(s.teacher_prompt_ids is None for s in samples)
+    stats = learner_step(other, tokenizer, samples, plain_cfg, anchor, make_optimizer(other, plain_cfg))
+    assert abs(stats["sdl"]) < 1e-6
+
+
+def test_reference_answers_need_an_oracle():
+    from agentsd.rollout import oracle_reference
+
+    env = EnvFactory("counter", {"max_steps": 2})()
+    env.reset(seed=0)
+    assert oracle_reference(env) == env.oracle_action()
+
+    def no_oracle():
+        raise NotImplementedError
+
+    env.oracle_action = no_oracle
+    with pytest.raises(ValueError, match="oracle_action"):
+        oracle_reference(env)
 
 
 def test_sft_on_demonstrations_and_batches_without_successes(trajs, tokenizer, model):
