@@ -2,12 +2,14 @@
 
     python bench/learning_sokoban.py [--seeds 3] [--iterations 3] [--arms grpo,opd,skill_sd] [--batch 4]
         [--group-size 4] [--max-turns 8] [--test 16] [--warmstart 8] [--warmstart-epochs 1] [--model DIR]
-        [--search-depth D] [--lr LR] [--seed-ids 0,2]
+        [--search-depth D] [--lr LR] [--eval-temperature T] [--seed-ids 0,2]
 
 An arm is an algo with optional ``learning.onpolicy`` overrides, e.g. ``--arms grpo,skill_sd,skill_sd:lam=0.1``
 (run ``skill_sd-lam0.1-s<seed>``; every variant is also compared with the same seeds' grpo). ``--search-depth``
 sets the level generator's reverse pulls (1: boxes start near their targets, shorter solutions), ``--lr`` the
-arms' learning rate. ``--seed-ids`` runs a subset of seeds, so that one process per seed can share a machine
+arms' learning rate, ``--eval-temperature`` samples the test episodes instead of greedy decoding (a fixed
+sampling seed, the same for every arm: greedy decoding of a nearly uniform policy is a constant move).
+``--seed-ids`` runs a subset of seeds, so that one process per seed can share a machine
 (give each its own ``--out``; a final invocation over all seeds reads the finished runs back).
 
 The learning benchmark of issue 4. Per seed s, one warm-start (``agentsd run`` with config ``sokoban``,
@@ -25,17 +27,16 @@ teacher reads it.
 Budget, identical for every arm and seed: ``--iterations`` N iterations, each ``--batch`` episodes on fresh
 train seeds (``batch / group-size`` seeds x ``--group-size`` rollouts each, temperature 1), at most
 ``--max-turns`` turns and 12 new tokens per turn, then 1 learner step (LoRA r16, lr 2e-5) on all the
-iteration's turns; after every iteration ``--test`` greedy test episodes on test seeds 0.. (the same
+iteration's turns; after every iteration ``--test`` test episodes (greedy unless ``--eval-temperature``) on test seeds 0.. (the same
 tasks for every arm and seed). Defaults: 3 iterations x 4 episodes (1 seed x group of 4) x <= 8 turns,
 16 test episodes, 8 demos for the warm-start.
 
 Seeds differ in the warm-start's SFT (LoRA init, shuffling), the sampling RNG and the learner's LoRA init;
 the train and test tasks are the same for every seed (``run()`` picks them from fixed ranges). The arms'
 iterations start right after the warm-start's demo levels (``rollout.train_start``), so no arm trains on a
-level the warm-start saw. ``opd`` here distils from the frozen initial weights without skills (no
-``learning.onpolicy.teacher_model``: there is no second model for this tokenizer on this machine), so its
-teacher equals the student at the start and its gradient is 0 until the student drifts: a KL-anchor
-control that should stay near the warm-start. Each arm's own ``eval_before`` re-evaluates the warm-start checkpoint (a consistency
+level the warm-start saw. ``opd`` distils from the frozen warm-start weights shown the env oracle's answer
+for each turn's state (``opd_context: reference``, the default; ``opd:opd_context=none`` is the plain-prompt
+KL anchor). Each arm's own ``eval_before`` re-evaluates the warm-start checkpoint (a consistency
 check, reported in the JSON; it costs one extra evaluation per arm and seed).
 
 Table: test success per arm and iteration, mean over seeds with a 95% t-interval; each arm's paired
@@ -99,6 +100,9 @@ def common_overrides(args) -> list[str]:
     return [
         f"output_dir={args.work}", "env.kwargs.difficulty=easy", "memory.enabled=true",
         *([f"env.kwargs.search_depth={args.search_depth}"] if args.search_depth else []),
+        # sampled evaluation: one fixed sampling seed, so every arm's test episodes share their random numbers
+        *([f"eval.sampling.temperature={args.eval_temperature}", "eval.sampling.seed=0"] if args.eval_temperature
+          else []),
         "tracking.tensorboard=false", f"rollout.batch={args.batch}", f"rollout.group_size={args.group_size}",
         f"rollout.max_turns={args.max_turns}", f"eval.episodes={args.test}", f"eval.batch={args.test}",
     ]
@@ -141,6 +145,7 @@ def arm_config(args, arm: str, seed: int, checkpoint: str):
 
 #: settings a cached run must share with the current invocation to be reused
 CHECK_KEYS = ("seed", "env.kwargs.difficulty", "env.kwargs.search_depth", "learning.onpolicy.lr",
+              "eval.sampling.temperature",
               "learning.onpolicy.lam", "rollout.batch", "rollout.group_size", "rollout.max_turns",
               "eval.episodes", "learning.iterations", "learning.algo", "learning.warmstart.episodes",
               "learning.warmstart.epochs",
@@ -347,6 +352,8 @@ def main() -> None:
     ap.add_argument("--search-depth", type=int, default=None,
                     help="env.kwargs.search_depth: reverse pulls of the level generator (1 = boxes near targets)")
     ap.add_argument("--lr", type=float, default=None, help="learning.onpolicy.lr of the arms (default: the config's)")
+    ap.add_argument("--eval-temperature", type=float, default=0.0,
+                    help="test episodes' sampling temperature (0 = greedy; >0 uses eval.sampling.seed=0)")
     ap.add_argument("--seed-ids", default=None,
                     help="run only these seeds (comma list), e.g. one process per seed; the table covers them")
     ap.add_argument("--work", default="runs/bench-learning-sokoban")
@@ -365,7 +372,8 @@ def main() -> None:
     res = json.loads(out.read_text()) if out.exists() else {}
     cells = res.setdefault("cells", {})
     res["config"] = {k: getattr(args, k) for k in ("seeds", "iterations", "batch", "group_size", "max_turns",
-                                                    "test", "warmstart", "model", "work", "search_depth", "lr")}
+                                                    "test", "warmstart", "model", "work", "search_depth", "lr",
+                                                    "eval_temperature")}
     res["config"]["seed_ids"] = seed_ids
     res["config"]["arms"] = arms
     res["config"]["budget_per_arm"] = {
