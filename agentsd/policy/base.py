@@ -29,6 +29,8 @@ class Sampling(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(0, ge=0)
     stop: list[str] = Field(default_factory=list)
+    #: hf: a generator seeded with this on every generate call (each call reproducible; successive calls,
+    #: e.g. the turns of a rollout, reuse the same random numbers); None = torch's global RNG
     seed: int | None = None
     #: Constrain the completion to this regular expression (grammar-constrained decoding), or None.
     regex: str | None = None
