@@ -113,6 +113,12 @@ class OnPolicySection(Strict):
     kl_coef: float = Field(0.0, ge=0.0)
     #: truncate the SDL importance weight at this value; null = no truncation
     rho_clip: float | None = Field(None, gt=0.0)
+    #: truncated importance sampling of the rollout/learner mismatch: each token's GRPO and SDL terms
+    #: weighted by min(π_old / π_rollout, tis_cap) (π_old: the learner's own log-prob); null = none
+    tis_cap: float | None = Field(None, gt=0.0)
+    #: the learner's bf16 autocast; null = model.autocast (and where that is null too, on only where
+    #: bf16 is native: AVX512-BF16/AMX CPUs, GPUs; AGENTSD_BF16=1|0 overrides that detection)
+    bf16_autocast: bool | None = None
     #: samples (turns) per forward pass; the update does not depend on it
     micro_batch: int = Field(4, ge=1)
     #: skill_sd teacher: synced (hard copy every sync_every steps), ema, frozen, live
@@ -149,14 +155,18 @@ class OnPolicySection(Strict):
     shard_params: bool = False
 
 
-def onpolicy_config(section: OnPolicySection, **extra: Any):
+def onpolicy_config(section: OnPolicySection, *, model_autocast: bool | None = None, **extra: Any):
     """The learner's :class:`agentsd.learn.onpolicy.OnPolicyConfig` from the config file's section: every
     field the two share is copied (so a new learner option needs no plumbing here), ``extra`` sets the
-    rest (``algo``, ``bf16_autocast``, ``seed``)."""
+    rest (``algo``, ``seed``). The learner's ``bf16_autocast`` is the section's, or where that is unset
+    the model's ``autocast`` (``model_autocast``; None leaves the choice to the hardware)."""
     from agentsd.learn.onpolicy import OnPolicyConfig
 
     shared = OnPolicySection.model_fields.keys() & OnPolicyConfig.model_fields.keys()
-    return OnPolicyConfig(**{k: getattr(section, k) for k in shared}, **extra)
+    fields = {k: getattr(section, k) for k in shared}
+    if fields["bf16_autocast"] is None:
+        fields["bf16_autocast"] = model_autocast
+    return OnPolicyConfig(**fields, **extra)
 
 
 class SkillsSection(Strict):

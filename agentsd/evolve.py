@@ -545,7 +545,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
             shard_model,
         )
 
-        opcfg = onpolicy_config(op, algo=algo, bf16_autocast=cfg.model.autocast, seed=cfg.seed)
+        opcfg = onpolicy_config(op, model_autocast=cfg.model.autocast, algo=algo, seed=cfg.seed)
         if op.lora and learner_sd is None and main:
             # the weights under the adapter, kept for an exact resume (see the checkpoint layout)
             base = run_dir / "checkpoints" / BASE_DIR
@@ -596,8 +596,10 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
             batch = dp.broadcast(batch)  # the teacher's skills come from the main process's memory
         steps = []
         for k in range(op.steps_per_iteration):
+            # several steps on one batch: the first records π_old (the learner's log-probs) for the rest
             steps.append(learner_step(net, policy.tokenizer, batch.samples, opcfg, teacher, learner["opt"],
-                                      reference=learner["reference"], dp=dp))
+                                      reference=learner["reference"], dp=dp,
+                                      record_old=op.steps_per_iteration > 1))
             if progress:
                 progress(phase + " (learn)", k + 1, op.steps_per_iteration)
         return {**steps[-1], "steps": len(steps), "first_loss": steps[0]["loss"], "episodes": batch.episodes,

@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+#: Environment override of :func:`bf16_is_fast`: ``1`` takes the bf16 path everywhere ``auto`` decides
+#: (what a CPU with AVX512-BF16 or a GPU picks), ``0`` the fp32 path, ``auto`` (or unset) asks the
+#: hardware. It exists so one machine can run the test suite on the other machines' numerics:
+#: emulated bf16 is slower but rounds the same way.
+BF16_ENV = "AGENTSD_BF16"
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def bf16_forced() -> bool | None:
+    """What :data:`BF16_ENV` says: True (forced on), False (forced off) or None (ask the hardware).
+    Any other value is an error naming the variable."""
+    value = os.environ.get(BF16_ENV, "").strip().lower()
+    if value in _ON:
+        return True
+    if value in _OFF:
+        return False
+    if value in ("", "auto"):
+        return None
+    raise ValueError(f"{BF16_ENV}={os.environ[BF16_ENV]!r}: use 1 (bf16), 0 (fp32) or auto")
 
 
 def bf16_is_fast(device: Any) -> bool:
-    """Whether bf16 compute is native (and so faster than fp32) on ``device``.
+    """Whether bf16 compute is native (and so faster than fp32) on ``device``: the choice every
+    ``auto``/``None`` dtype and autocast setting makes. :data:`BF16_ENV` overrides it.
 
     CUDA: when the GPU supports bf16. CPU: only with AVX512-BF16 or AMX; elsewhere torch emulates bf16
     and it is several times slower than fp32 (measured on this project's 2-core AMD EPYC machines:
@@ -14,6 +36,9 @@ def bf16_is_fast(device: Any) -> bool:
     """
     import torch
 
+    forced = bf16_forced()
+    if forced is not None:
+        return forced
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()

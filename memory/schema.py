@@ -334,16 +334,34 @@ _QUOTED = re.compile(r"[\"'`]([^\"'`]{1,40})[\"'`]")
 _CAPWORD = re.compile(r"(?<![.!?:]\s)(?<!^)\b[A-Z][a-z]+\b")
 
 
-def entity_tokens(text: str) -> frozenset[str]:
+def entity_tokens(text: str) -> tuple[str, ...]:
     """Numbers, identifiers (snake_case, with digits, camelCase), quoted strings and capitalized words
-    that do not start a sentence. Two entries that differ in any of these are never merged: embeddings
-    barely see numbers and names, so cosine similarity alone would merge "3 boxes" into "4 boxes"."""
-    toks = set(_NUM.findall(text))
-    toks.update(m.group(0).lower() for m in _IDENT.finditer(text))
-    toks.update(q.lower() for q in _QUOTED.findall(text))
+    that do not start a sentence, in the order they appear (lower-cased). Two entries whose sequences
+    differ are never merged: embeddings barely see numbers and names, so cosine similarity alone would
+    merge "3 boxes" into "4 boxes", and "row 3 col 4" into "row 4 col 3" (cosine 0.999): the order
+    matters too. A span matched by several patterns, or inside a longer match ("3" of "x3"), counts once."""
+    found: dict[tuple[int, int], str] = {}  # (start, end) -> token
+    for m in _NUM.finditer(text):
+        found[m.span()] = m.group(0)
+    for m in _IDENT.finditer(text):
+        found.setdefault(m.span(), m.group(0).lower())
+    for m in _QUOTED.finditer(text):
+        found.setdefault(m.span(1), m.group(1).lower())
+    offset = 0
     for line in text.split("\n"):
-        toks.update(w.lower() for w in _CAPWORD.findall(line.strip()))
-    return frozenset(toks)
+        lead = len(line) - len(line.lstrip())
+        for m in _CAPWORD.finditer(line.strip()):
+            start = offset + lead + m.start()
+            found.setdefault((start, start + len(m.group(0))), m.group(0).lower())
+        offset += len(line) + 1
+    spans = sorted(found, key=lambda sp: (sp[0], -sp[1]))  # by start, the longer match first
+    out, end = [], -1
+    for sp in spans:
+        if sp[1] <= end:  # inside the previous match
+            continue
+        out.append(found[sp])
+        end = max(end, sp[1])
+    return tuple(out)
 
 
 def _join(parts: list[str], max_chars: int) -> str:

@@ -70,3 +70,9 @@ def test_onpolicy_section_reaches_the_learner_config():
                                   "learning.onpolicy.logprob_chunk=64"])
     oc = onpolicy_config(cfg.learning.onpolicy, algo="grpo", seed=3)
     assert (oc.lam, oc.teacher_mode, oc.logprob_chunk, oc.algo, oc.seed) == (0.01, "ema", 64, "grpo", 3)
+    # the learner's bf16 autocast: its own setting, else the model's, else (None) the hardware's choice
+    assert oc.bf16_autocast is None and oc.tis_cap is None
+    assert onpolicy_config(cfg.learning.onpolicy, model_autocast=False).bf16_autocast is False
+    forced = load_config("sokoban", ["learning.onpolicy.bf16_autocast=true", "learning.onpolicy.tis_cap=2"])
+    oc = onpolicy_config(forced.learning.onpolicy, model_autocast=False)
+    assert oc.bf16_autocast is True and oc.tis_cap == 2.0

@@ -1,14 +1,17 @@
 """A tiny TextEnv used by tests of the generic machinery (registry, rollout, CLI plumbing).
 
 Counter: reach ``target`` by answering <answer>inc</answer> (+1) or <answer>dec</answer> (-1).
+TippedSokoban: Sokoban whose episodes never tie in return (for learner tests that must not depend on luck).
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from enum import Enum
 
 from agentsd.envs.base import Diagnosis, TextEnv
+from agentsd.envs.sokoban.env import SokobanEnv
 
 
 class CounterFailure(str, Enum):
@@ -67,3 +70,22 @@ class CounterEnv(TextEnv):
 
     def oracle_action(self) -> str:
         return "<answer>inc</answer>" if self.value < self.target else "<answer>dec</answer>"
+
+
+class TippedSokobanEnv(SokobanEnv):
+    """Sokoban whose every episode gets its own small bonus on its first step (0.01 to 0.09, by a counter
+    of resets), so that two episodes of one task never have equal returns: every GRPO group has nonzero
+    advantages whatever the model samples (Sokoban's own rewards are multiples of 0.1 apart). For tests
+    that must see the learner move the weights on any machine."""
+
+    _resets = itertools.count()
+
+    def reset(self, *, seed=None, options=None):
+        out = super().reset(seed=seed, options=options)
+        self._tip = 0.01 * (next(TippedSokobanEnv._resets) % 9 + 1)
+        return out
+
+    def step(self, action: str):
+        obs, reward, terminated, truncated, info = super().step(action)
+        reward, self._tip = reward + self._tip, 0.0
+        return obs, reward, terminated, truncated, info

@@ -91,6 +91,14 @@ def _token_mean(x: torch.Tensor, real: torch.Tensor, normalizer: Normalizer) -> 
     return total / denom
 
 
+def _token_weights(w: torch.Tensor | None, real: torch.Tensor, shape: torch.Size) -> torch.Tensor | float:
+    """Per-token weights at real tokens (detached; 0 elsewhere), or the scalar 1 without them."""
+    if w is None:
+        return 1.0
+    _check("token_weights", w, shape)
+    return _clean(w, real).detach()
+
+
 def _mean(x: torch.Tensor, real: torch.Tensor) -> float:
     n = int(real.sum())
     return float(x.detach()[real].sum() / n) if n else 0.0
@@ -108,6 +116,7 @@ def skill_sd_loss(
     *,
     rho_clip: float | None = None,
     normalizer: Normalizer = None,
+    token_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Stats]:
     """Importance-weighted k3 reverse-KL estimator on sampled tokens: token mean of ρ · (e^{−ℓ} − 1 + ℓ).
 
@@ -121,6 +130,9 @@ def skill_sd_loss(
     instead zero the ∇ρ term and leave c · ∇k3, whose expectation points along the forward KL, not
     the reverse KL. Truncation trades a bias on very stale tokens for bounded variance.
 
+    ``token_weights`` (B, T), detached here: a per-token factor on the term (the learner's truncated
+    importance weights for the rollout/learner mismatch); None = 1.
+
     Stats: mean ℓ (``logratio``), mean k3 (``k3``, the reverse-KL estimate without ρ), ``rho_mean``,
     ``rho_max`` (before clipping), ``rho_clip_frac``, ``tokens`` — over this call's real tokens.
     """
@@ -130,6 +142,7 @@ def skill_sd_loss(
     _check("teacher_logp", teacher_logp, shape)
     _check("old_logp", old_logp, shape)
     real = _real(mask, shape, "skill_sd_loss")
+    w = _token_weights(token_weights, real, shape)
     s = _clean(student_logp, real)
     t = _clean(teacher_logp, real).detach()
     old = _clean(old_logp, real).detach()
@@ -140,7 +153,7 @@ def skill_sd_loss(
     weight = rho
     if rho_clip is not None:
         weight = rho * (rho.clamp(max=rho_clip) / rho).detach()
-    loss = _token_mean(weight * k3, real, normalizer)
+    loss = _token_mean(weight * k3 * w, real, normalizer)
 
     stats = {
         "logratio": _mean(ell, real),
@@ -294,13 +307,16 @@ def grpo_loss(
     ref_logp: torch.Tensor | None = None,
     kl_coef: float = 0.0,
     normalizer: Normalizer = None,
+    token_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Stats]:
     """PPO-clipped policy gradient with clip-higher (ε_low ≠ ε_high), token-mean normalized.
 
     ``logp``/``old_logp`` (B, T): sampled tokens under the policy being trained and the one that
     sampled them (detached here). ``advantages``: (B,) per sequence, broadcast over its tokens, or
     (B, T). With ``ref_logp`` and ``kl_coef`` > 0 adds c · k3(π_θ ‖ π_ref) per token, the DeepSeekMath
-    GRPO form (no importance weight on the KL term).
+    GRPO form (no importance weight on the KL term). ``token_weights`` (B, T), detached here: a
+    per-token factor on the policy-gradient term only (truncated importance sampling of the
+    rollout/learner mismatch; the KL term is no estimate over the rollout's samples); None = 1.
 
     Stats: ``clip_frac`` (tokens whose clipped branch is active, i.e. with zero policy gradient),
     split into ``clip_high_frac`` (r > 1 + ε_high, A > 0) and ``clip_low_frac`` (r < 1 − ε_low, A < 0);
@@ -321,10 +337,11 @@ def grpo_loss(
     lp = _clean(logp, real)
     old = _clean(old_logp, real).detach()
     adv = _clean(advantages, real).detach()
+    w = _token_weights(token_weights, real, shape)
 
     ratio = torch.exp(lp - old)
     clipped = ratio.clamp(1 - eps_low, 1 + eps_high)
-    per_token = -torch.minimum(ratio * adv, clipped * adv)
+    per_token = -torch.minimum(ratio * adv, clipped * adv) * w
     kl = torch.zeros_like(per_token)
     if ref_logp is not None:
         _check("ref_logp", ref_logp, shape)

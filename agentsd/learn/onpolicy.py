@@ -12,13 +12,27 @@ Samples (:func:`build_samples`)
 -------------------------------
 Every turn with token ids is one sample: the prompt is ``encode_chat(tokenizer, turn.messages)`` (the
 exact prompt the student acted under), the completion is ``turn.token_ids`` as generated (token-in,
-token-out: never re-tokenized), the old log-probs are ``turn.logprobs`` (the behaviour policy's). Every
+token-out: never re-tokenized), ``old_logprobs`` are ``turn.logprobs`` (the rollout engine's). Every
 turn of an episode gets its episode's advantage, group-relative (:func:`~agentsd.learn.losses.grpo_advantages`)
 over the episodes of the batch with the same task (env, seed). Turns without token ids (scripted or
 oracle actors) are skipped and counted, except with ``retokenize=True`` (``sft`` on demonstrations),
 where their response is tokenized as :func:`agentsd.learn.sft.tokenize_example` does.
-The behaviour log-probs are those of the distribution actually sampled from: for the importance
-ratios to mean π_θ / π_old, roll out at temperature 1 without top-k/top-p.
+
+π_old: the learner's own log-probs, not the rollout engine's
+----------------------------------------------------------
+The rollout engine (KV-cache decoding, another batch shape, bf16, vLLM on a GPU) computes log-probs
+with other kernels than the learner's full forward, so its log-probs differ from the learner's for the
+same weights and tokens: the trainer/inference mismatch. Used as π_old they would make the GRPO ratio
+and the SDL weight ρ = π_θ / π_old drift from 1 on fresh samples (measured: ρ 1.0005 under bf16). So
+π_old is the learner's own forward at the step's starting weights: the student pass's detached
+log-probs (no extra forward; exactly ρ = 1 in value on the first step, in every dtype). With
+``record_old=True`` the first step records them on the samples (``Sample.prox_logprobs``) and later
+steps on the same batch (``steps_per_iteration`` > 1) keep using them, as PPO's old policy. The
+rollout's log-probs only measure the mismatch (``mismatch_abs``: mean |log π_old − log π_rollout|,
+``mismatch_out_frac``: tokens whose ratio π_old / π_rollout lies outside [0.9, 1.1]) and, with
+``tis_cap``, correct for it by truncated importance sampling: each token's GRPO and SDL terms are
+weighted by sg(min(π_old / π_rollout, tis_cap)) (the samples came from π_rollout, not π_old). For
+these to mean what they say, roll out at temperature 1 without top-k/top-p.
 
 Teacher (:class:`Teacher`)
 --------------------------
@@ -58,8 +72,7 @@ positions at a time (checkpointed), so at most one (micro_batch, logprob_chunk, 
 at a time, in the backward pass too (``logprob_chunk=None``: one (micro_batch, T, V) tensor). The
 teacher's (no-grad) pass runs the prompt prefix its rows share once (``teacher_share_prefix``): its
 prompts are the student's plus a skills block in the system message, so the shared system message is
-most of the extra length. The model runs in eval mode (no dropout), so on
-fresh on-policy samples the ratios are exactly 1 in value.
+most of the extra length. The model runs in eval mode (no dropout).
 """
 
 from __future__ import annotations
@@ -123,6 +136,10 @@ class OnPolicyConfig(BaseModel):
     kl_coef: float = Field(0.0, ge=0.0)
     #: truncate the SDL importance weight ρ at this value (see skill_sd_loss); None = no truncation
     rho_clip: float | None = Field(None, gt=0.0)
+    #: truncated importance sampling of the rollout/learner mismatch: every token's loss terms (GRPO and
+    #: SDL) are weighted by sg(min(π_old / π_rollout, tis_cap)), π_old the learner's own log-prob at the
+    #: step's starting weights and π_rollout the rollout engine's; None = no correction (see learner_step)
+    tis_cap: float | None = Field(None, gt=0.0)
     micro_batch: int = Field(4, ge=1)
     #: project the LM head onto the vocabulary this many completion positions at a time (checkpointed:
     #: at most micro_batch × logprob_chunk × V logits exist at once, in forward and backward); None =
@@ -175,7 +192,7 @@ class Sample:
 
     prompt_ids: list[int]
     completion_ids: list[int]
-    old_logprobs: list[float] | None  # behaviour log-probs; None = unknown (treated as on-policy)
+    old_logprobs: list[float] | None  # the rollout engine's (behaviour) log-probs; None = unknown
     advantage: float = 0.0
     episode_return: float = 0.0
     success: bool = False
@@ -185,6 +202,9 @@ class Sample:
     #: the teacher's prompt (the student's plus skills); None when built without a skills teacher
     teacher_prompt_ids: list[int] | None = None
     skills: str | None = None
+    #: π_old as the learner computes it (its own forward at the weights the batch was sampled with),
+    #: recorded by the first ``learner_step(..., record_old=True)`` on this sample; None = not yet
+    prox_logprobs: list[float] | None = None
 
 
 @dataclass
@@ -598,6 +618,65 @@ class _Stats:
         self.maxes[name] = max(self.maxes.get(name, -math.inf), value)
 
 
+def _old_logprobs(ch: Sequence[Sample], lp: torch.Tensor, record: bool) -> torch.Tensor:
+    """(B, T) π_old of a micro-batch: each sample's recorded ``prox_logprobs``, else this pass's own
+    detached log-probs (this step's starting weights are π_old), recorded on the sample with ``record``."""
+    import torch
+
+    fresh = lp.detach()
+    have = [s.prox_logprobs is not None for s in ch]
+    if record:
+        for r, s in enumerate(ch):
+            if s.prox_logprobs is None:
+                s.prox_logprobs = fresh[r, : len(s.completion_ids)].tolist()
+    if not any(have):
+        return fresh
+    stored = _padded([s.prox_logprobs or [] for s in ch], lp.shape[1], lp)
+    return torch.where(torch.tensor(have, device=lp.device)[:, None], stored, fresh)
+
+
+class _Mismatch:
+    """The rollout engine's log-probs against the learner's π_old, over the tokens that have both:
+    sums of |Δ log p| and of tokens whose ratio π_old / π_rollout lies outside [0.9, 1.1], and the
+    truncated importance weights (``tis_cap``)."""
+
+    KEYS = ("tokens", "abs", "out", "tis_sum", "tis_capped")
+
+    def __init__(self) -> None:
+        self.sums = dict.fromkeys(self.KEYS, 0.0)
+
+    def add(self, ch: Sequence[Sample], old: torch.Tensor, mask: torch.Tensor, tis_cap: float | None
+            ) -> torch.Tensor | None:
+        """Accumulate one micro-batch; returns its (B, T) TIS weights (None without ``tis_cap``)."""
+        import torch
+
+        rollout = _padded([s.old_logprobs or [] for s in ch], old.shape[1], old)
+        known = torch.tensor([bool(s.old_logprobs) for s in ch], device=old.device)[:, None] & mask
+        delta = torch.where(known, old - rollout, torch.zeros((), device=old.device))  # log π_old − log π_rollout
+        ratio = delta.exp()
+        self.sums["tokens"] += float(known.sum())
+        self.sums["abs"] += float(delta.abs().sum())
+        self.sums["out"] += float((known & ((ratio < 0.9) | (ratio > 1.1))).sum())
+        if tis_cap is None:
+            return None
+        weights = ratio.clamp(max=tis_cap)  # 1 where the rollout's log-prob is unknown (delta 0)
+        self.sums["tis_sum"] += float((weights * known).sum())
+        self.sums["tis_capped"] += float((known & (ratio > tis_cap)).sum())
+        return weights
+
+    def reduce(self, dp: DataParallel) -> None:
+        self.sums = dict(zip(self.KEYS, dp.sum([self.sums[k] for k in self.KEYS]), strict=True))
+
+    def stats(self, tis_cap: float | None) -> dict[str, float]:
+        n = self.sums["tokens"]
+        out = {"mismatch_tokens": n, "mismatch_abs": self.sums["abs"] / n if n else 0.0,
+               "mismatch_out_frac": self.sums["out"] / n if n else 0.0}
+        if tis_cap is not None:
+            out.update(tis_mean=self.sums["tis_sum"] / n if n else 1.0,
+                       tis_capped_frac=self.sums["tis_capped"] / n if n else 0.0)
+        return out
+
+
 def learner_step(
     model: Any,
     tokenizer: Any,
@@ -608,6 +687,7 @@ def learner_step(
     *,
     reference: Teacher | None = None,
     dp: DataParallel | None = None,
+    record_old: bool = False,
 ) -> dict[str, float]:
     """One optimizer step of ``cfg.algo`` on ``samples`` (see the module docstring), then the teacher's
     update. ``model`` is the one being trained (from :func:`prepare_model`); ``reference`` a frozen
@@ -620,9 +700,16 @@ def learner_step(
     tokens), ``logratio``, ``rho_mean``/``rho_max``/``rho_clip_frac`` (the SDL importance weight),
     ``clip_frac``/``ratio_mean``/``ratio_max`` (GRPO), ``ref_kl``, ``entropy`` (mean −log π_θ of the
     sampled tokens, an entropy estimate), ``tokens``, ``samples``, ``grad_norm``, ``teacher_seconds``,
-    ``step_seconds``, ``tokens_per_s``, ``teacher_updated``, ``stepped``. Teacher keys are absent
-    without a teacher, and GRPO keys for opd and sft. A batch with no tokens to train on (e.g. sft
-    without a successful episode) takes no step (``stepped`` 0).
+    ``step_seconds``, ``tokens_per_s``, ``teacher_updated``, ``stepped``, and the rollout/learner
+    mismatch (see the module docstring): ``mismatch_abs``, ``mismatch_out_frac``, ``mismatch_tokens``
+    (tokens with rollout log-probs), with ``tis_cap`` also ``tis_mean`` and ``tis_capped_frac``.
+    Teacher keys are absent without a teacher, GRPO keys for opd and sft, mismatch keys for sft. A
+    batch with no tokens to train on (e.g. sft without a successful episode) takes no step
+    (``stepped`` 0).
+
+    π_old is the learner's own forward at the step's starting weights (ρ and the GRPO ratio are 1 in
+    value on fresh samples), or each sample's ``prox_logprobs`` when recorded: ``record_old=True``
+    records them on the samples that have none, for further steps on the same batch.
 
     ``dp``: data parallelism (:mod:`agentsd.learn.parallel`). Every process passes the same ``samples``;
     each scores and back-propagates every ``world``-th turn of the length-sorted batch, the gradients
@@ -688,6 +775,7 @@ def learner_step(
 
     # 2. Student passes with grad, each micro-batch's loss scaled by 1 / (tokens of the whole batch).
     acc = _Stats()
+    mismatch = _Mismatch()
     loss_total = pg_total = sdl_total = 0.0
     ent_sum = 0.0
     use_pg = algo in ("grpo", "skill_sd", "skill_prompt")
@@ -706,15 +794,15 @@ def learner_step(
             if algo == "sft":
                 loss = -(lp * mask).sum() / n_tokens
             else:
-                old = _padded([s.old_logprobs or [] for s in ch], lp.shape[1], lp)
-                known = torch.tensor([s.old_logprobs is not None for s in ch], device=lp.device)[:, None]
-                old = torch.where(known, old, lp.detach())  # unknown behaviour log-probs: on-policy
+                old = _old_logprobs(ch, lp, record_old)
+                weights = mismatch.add(ch, old, mask, cfg.tis_cap)
                 loss = lp.new_zeros(())
                 if use_pg:
                     adv = torch.tensor([s.advantage for s in ch], dtype=torch.float32, device=lp.device)
                     pg, pgs = grpo_loss(
                         lp, old, adv, mask, eps_low=cfg.eps_low, eps_high=cfg.eps_high,
                         ref_logp=r_lp, kl_coef=cfg.kl_coef if r_lp is not None else 0.0, normalizer=n_tokens,
+                        token_weights=weights,
                     )
                     loss = loss + pg
                     pg_total += float(pg.detach())
@@ -722,7 +810,8 @@ def learner_step(
                     acc.max("ratio_max", pgs["ratio_max"])
                 if t_lp is not None:
                     t_lp = t_lp.to(lp.device)  # a separate teacher model may live elsewhere
-                    sdl, sds = skill_sd_loss(lp, t_lp, old, mask, rho_clip=cfg.rho_clip, normalizer=n_tokens)
+                    sdl, sds = skill_sd_loss(lp, t_lp, old, mask, rho_clip=cfg.rho_clip, normalizer=n_tokens,
+                                             token_weights=weights)
                     sdl_total += float(sdl.detach())
                     if algo == "skill_sd":
                         loss = loss + cfg.lam * sdl
@@ -741,6 +830,7 @@ def learner_step(
         acc.sums = dict(zip(sum_keys, dp.sum([acc.sums.get(k, 0.0) for k in sum_keys]), strict=True))
         max_keys = ("ratio_max", "rho_max")
         acc.maxes = dict(zip(max_keys, dp.max([acc.maxes.get(k, -math.inf) for k in max_keys]), strict=True))
+        mismatch.reduce(dp)
     params = [p for p in model.parameters() if p.requires_grad and p.grad is not None]
     if any(is_sharded(p) for p in params):
         grad_norm = clip_sharded_grad_norm_(params, cfg.max_grad_norm)
@@ -753,6 +843,8 @@ def learner_step(
     updated = teacher.update() if teacher is not None and algo != "sft" else False
 
     out.update(loss=loss_total, entropy=ent_sum / n_tokens, grad_norm=grad_norm, stepped=1.0)
+    if algo != "sft":
+        out.update(mismatch.stats(cfg.tis_cap))
     if use_pg:
         out.update(grpo_loss=pg_total, clip_frac=acc.sums["clip_frac"] / n_tokens,
                    ratio_mean=acc.sums["ratio_mean"] / n_tokens, ratio_max=acc.maxes["ratio_max"])

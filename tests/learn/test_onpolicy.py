@@ -3,10 +3,12 @@ gradient accumulation, every algorithm. Real gradient steps; nothing about the m
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
 import torch
+from numutil import BF16_STAT_RTOL, assert_bf16_close
 from pydantic import ValidationError
 
 from agentsd.envs import register
@@ -180,14 +182,108 @@ def test_teacher_prompt_is_the_student_prompt_plus_retrieved_skills(trajs, token
 # ------------------------------------------------------------------------------------------- teacher
 
 
-def test_identical_teacher_gives_zero_sd_term(trajs, tokenizer, model):
-    cfg = OnPolicyConfig(algo="skill_sd", lora=False, teacher_mode="live", micro_batch=4)
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+def test_identical_teacher_gives_zero_sd_term(bf16, trajs, tokenizer, model):
+    """Fresh samples: ρ and the GRPO ratio are 1 in every dtype, since π_old is the learner's own forward.
+    The samples were generated in fp32 with a KV cache, so under bf16 the rollout's log-probs differ
+    from the learner's: that shows in the mismatch metric, never in ρ."""
+    cfg = OnPolicyConfig(algo="skill_sd", lora=False, teacher_mode="live", micro_batch=4, bf16_autocast=bf16)
     batch = build_samples(trajs, tokenizer, cfg)
     teacher = make_teacher(model, cfg)  # live, no skills: the student itself on the same prompt
     stats = learner_step(model, tokenizer, batch.samples, cfg, teacher, make_optimizer(model, cfg))
     assert abs(stats["sdl"]) < 1e-6 and abs(stats["kl"]) < 1e-6 and abs(stats["logratio"]) < 1e-6
-    assert abs(stats["rho_mean"] - 1) < 1e-4  # fresh on-policy samples: ρ = 1
-    assert abs(stats["ratio_mean"] - 1) < 1e-4 and stats["clip_frac"] == 0
+    assert abs(stats["rho_mean"] - 1) < 1e-6 and abs(stats["rho_max"] - 1) < 1e-6  # fresh samples: ρ = 1
+    assert abs(stats["ratio_mean"] - 1) < 1e-6 and abs(stats["ratio_max"] - 1) < 1e-6 and stats["clip_frac"] == 0
+    assert stats["mismatch_tokens"] == stats["tokens"]
+    if bf16:  # bf16 rounding against the fp32 rollout: visible in the mismatch, not in ρ
+        assert stats["mismatch_abs"] > 1e-4
+    else:  # the same weights and dtype: the decoding and full-forward kernels agree to ~1e-5
+        assert stats["mismatch_abs"] < 1e-4 and stats["mismatch_out_frac"] == 0
+
+
+def _shifted(samples, delta, rows=None, token=None):
+    """Copies of ``samples`` whose rollout log-probs are moved by ``delta`` (all tokens, or one)."""
+    out = [copy.deepcopy(s) for s in samples]
+    for i, s in enumerate(out):
+        if rows is None or i in rows:
+            s.old_logprobs = [lp + (delta if token is None or j == token else 0.0) for j, lp in enumerate(s.old_logprobs)]
+    return out
+
+
+def test_perturbed_rollout_logprob_shows_in_the_mismatch_not_in_rho(varied, tokenizer, tiny_model_dir):
+    cfg = OnPolicyConfig(algo="skill_sd", lora=False, lam=0.5, teacher_mode="live", micro_batch=4,
+                         max_grad_norm=None, bf16_autocast=False)
+    results = []
+    for perturb in (False, True):
+        model = fresh(tiny_model_dir)
+        samples = build_samples(varied, tokenizer, cfg).samples
+        if perturb:  # one token's rollout log-prob 0.5 too low: a ratio e^0.5 = 1.65 outside [0.9, 1.1]
+            samples = _shifted(samples, -0.5, rows={0}, token=0)
+        before = params(model)
+        stats = learner_step(model, tokenizer, samples, cfg, make_teacher(model, cfg),
+                             torch.optim.SGD(model.parameters(), lr=1.0))
+        results.append(({n: p - before[n] for n, p in params(model).items()}, stats))
+    (u0, s0), (u1, s1) = results
+    n = s0["mismatch_tokens"]
+    assert s1["mismatch_abs"] == pytest.approx(s0["mismatch_abs"] + 0.5 / n, abs=1e-5)
+    assert s1["mismatch_out_frac"] == pytest.approx(s0["mismatch_out_frac"] + 1 / n)
+    for k in ("rho_mean", "rho_max", "ratio_mean", "ratio_max"):
+        assert s1[k] == s0[k] == pytest.approx(1.0, abs=1e-6), k
+    for k in ("loss", "grpo_loss", "sdl", "grad_norm"):  # without tis_cap the rollout's values are not used
+        assert s1[k] == s0[k], k
+    assert same(u0, u1)
+
+
+def test_truncated_importance_sampling_weights_each_token_by_the_capped_ratio(varied, tokenizer, tiny_model_dir):
+    """tis_cap: every token's loss terms are scaled by min(π_old / π_rollout, cap). Rollout log-probs
+    moved by −log 1.5 on every token give weight 1.5 (under the cap 2), by −log 4 weight 2 (capped): the
+    SGD update is that multiple of the uncorrected one (grad_norm too), ρ and the ratios stay 1."""
+    cfg = OnPolicyConfig(algo="skill_sd", lora=False, lam=0.5, micro_batch=4, max_grad_norm=None,
+                         teacher_mode="frozen", bf16_autocast=False)
+    skills = lambda turn, traj: "Skill: count towards the target."  # noqa: E731
+    updates = {}
+    for name, tis, shift in (("plain", None, 0.0), ("x1.5", 2.0, math.log(1.5)), ("capped", 2.0, math.log(4.0))):
+        model = fresh(tiny_model_dir)
+        c = cfg.model_copy(update={"tis_cap": tis})
+        teacher = make_teacher(model, c, skills_for=skills)
+        samples = build_samples(varied, tokenizer, c, teacher=teacher).samples
+        # rollout log-probs = the learner's own minus the shift, so every weight is exactly e^shift
+        with torch.no_grad():
+            lp, _ = sequence_logprobs(model, [s.prompt_ids for s in samples], [s.completion_ids for s in samples],
+                                      pad_id=tokenizer.pad_token_id, chunk=c.logprob_chunk)
+        for i, s in enumerate(samples):
+            s.old_logprobs = [float(x) - shift for x in lp[i, : len(s.completion_ids)]]
+        before = params(model)
+        stats = learner_step(model, tokenizer, samples, c, teacher, torch.optim.SGD(model.parameters(), lr=1.0))
+        updates[name] = ({n: p - before[n] for n, p in params(model).items()}, stats)
+    plain, s_plain = updates["plain"]
+    assert "tis_mean" not in s_plain and s_plain["sdl"] > 0 and s_plain["grad_norm"] > 0
+    for name, factor in (("x1.5", 1.5), ("capped", 2.0)):
+        upd, st = updates[name]
+        assert st["tis_mean"] == pytest.approx(factor, rel=1e-4)
+        assert st["tis_capped_frac"] == (1.0 if name == "capped" else 0.0)
+        assert st["rho_mean"] == pytest.approx(1.0, abs=1e-6) and st["ratio_mean"] == pytest.approx(1.0, abs=1e-6)
+        assert st["grad_norm"] == pytest.approx(factor * s_plain["grad_norm"], rel=1e-4)
+        for n in plain:
+            torch.testing.assert_close(upd[n], factor * plain[n], rtol=1e-4, atol=1e-6)
+
+
+def test_steps_on_one_batch_keep_the_first_steps_old_policy(varied, tokenizer, model):
+    """record_old: the first step records π_old on the samples; a second step on them sees ratios ≠ 1
+    (the weights moved), while a step on a fresh copy of the samples sees ratio 1 again."""
+    cfg = OnPolicyConfig(algo="grpo", lora=False, lr=1e-2, micro_batch=4, bf16_autocast=False)
+    samples = build_samples(varied, tokenizer, cfg).samples
+    opt = make_optimizer(model, cfg)
+    first = learner_step(model, tokenizer, samples, cfg, None, opt, record_old=True)
+    assert all(s.prox_logprobs is not None and len(s.prox_logprobs) == len(s.completion_ids) for s in samples)
+    assert first["ratio_mean"] == pytest.approx(1.0, abs=1e-6)
+    kept = [list(s.prox_logprobs) for s in samples]
+    second = learner_step(model, tokenizer, samples, cfg, None, opt, record_old=True)
+    assert [s.prox_logprobs for s in samples] == kept  # recorded once
+    assert abs(second["ratio_mean"] - 1) > 1e-4 or second["clip_frac"] > 0
+    assert second["mismatch_abs"] == pytest.approx(first["mismatch_abs"])  # the same π_old vs the rollout
+    again = learner_step(model, tokenizer, build_samples(varied, tokenizer, cfg).samples, cfg, None, opt)
+    assert again["ratio_mean"] == pytest.approx(1.0, abs=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["frozen", "synced", "ema", "live"])
@@ -284,13 +380,15 @@ def test_skill_sd_reduces_reverse_kl_to_skill_teacher_on_held_out(trajs, held_ou
     assert kls[2]["sdl"] < kls[0]["sdl"] and stats["kl"] > 0
 
 
-def test_gradient_accumulation_matches_one_big_batch(varied, tokenizer, tiny_model_dir, skills_for):
-    """micro_batch 1 vs the whole batch: the same parameter update (SGD: update = −lr · gradient)."""
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+def test_gradient_accumulation_matches_one_big_batch(bf16, varied, tokenizer, tiny_model_dir, skills_for):
+    """micro_batch 1 vs the whole batch: the same parameter update (SGD: update = −lr · gradient), to
+    fp32 rounding in fp32 and to bf16 rounding under bf16 autocast (tests/numutil.py derives that)."""
     updates = []
     for mb in (1, 16):
         model = fresh(tiny_model_dir)
         cfg = OnPolicyConfig(algo="skill_sd", lora=False, lam=0.5, micro_batch=mb, max_grad_norm=None,
-                             teacher_mode="frozen")
+                             teacher_mode="frozen", bf16_autocast=bf16)
         teacher = make_teacher(model, cfg, skills_for=skills_for)
         samples = build_samples(varied, tokenizer, cfg, teacher=teacher).samples
         assert len(samples) <= 16
@@ -298,11 +396,17 @@ def test_gradient_accumulation_matches_one_big_batch(varied, tokenizer, tiny_mod
         stats = learner_step(model, tokenizer, samples, cfg, teacher, torch.optim.SGD(model.parameters(), lr=1.0))
         updates.append(({n: p - before[n] for n, p in params(model).items()}, stats))
     (u1, s1), (u2, s2) = updates
-    assert s1["sdl"] > 0 and s1["grpo_loss"] != 0
+    # (the GRPO loss *value* is Σ −A·ratio / n = 0 here: ratio 1 and equal-length episodes; its gradient is not)
+    assert s1["sdl"] > 0 and s1["grad_norm"] > 0
     # atol: p_after - p_before itself rounds at ~1 ulp of the weights (~1e-7 for |p| ~ 1); a wrong
     # normalizer would change the updates by a factor (many orders above this)
     biggest = max(float(u.abs().max()) for u in u1.values())
     assert biggest > 1e-3
+    if bf16:
+        assert_bf16_close(u1, u2)
+        for k in ("loss", "grpo_loss", "sdl", "kl", "entropy", "tokens"):
+            assert s1[k] == pytest.approx(s2[k], rel=BF16_STAT_RTOL, abs=1e-6), k
+        return
     for n in u1:
         torch.testing.assert_close(u1[n], u2[n], rtol=1e-4, atol=1e-6)
     for k in ("loss", "grpo_loss", "sdl", "kl", "entropy", "tokens"):

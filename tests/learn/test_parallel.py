@@ -1,5 +1,8 @@
 """Data parallelism (agentsd.learn.parallel): work division, stats merging, and a learner step on two
-gloo processes under torchrun that equals one single-process step on the whole batch."""
+gloo processes under torchrun that equals one single-process step on the whole batch.
+
+Each identity is checked in fp32 (pinned: ``bf16_autocast=False``, to ~1e-6) and under bf16 autocast
+(to bf16 rounding: tests/numutil.py derives the tolerance), whatever this machine's default is."""
 
 import os
 import subprocess
@@ -8,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from numutil import BF16_STAT_RTOL, assert_bf16_close
 
 from agentsd.learn.onpolicy import OnPolicyConfig, build_samples, learner_step, make_teacher
 from agentsd.learn.parallel import DataParallel, merge_rollout_stats
@@ -64,12 +68,14 @@ def _skills(turn, traj):
     return "Skill: count towards the target one step at a time."
 
 
-@pytest.mark.parametrize("algo", ["grpo", "skill_sd"])
-def test_two_process_step_equals_one_process_step(algo, batch, tiny_model_dir, tmp_path):
+@pytest.mark.parametrize(("algo", "bf16"), [("grpo", False), ("skill_sd", False), ("skill_sd", True)],
+                         ids=["grpo-fp32", "skill_sd-fp32", "skill_sd-bf16"])
+def test_two_process_step_equals_one_process_step(algo, bf16, batch, tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    cfg = OnPolicyConfig(algo=algo, lora=False, lam=0.5, micro_batch=2, max_grad_norm=1.0, teacher_mode="frozen")
+    cfg = OnPolicyConfig(algo=algo, lora=False, lam=0.5, micro_batch=2, max_grad_norm=1.0, teacher_mode="frozen",
+                         bf16_autocast=bf16)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     teacher = make_teacher(model, cfg, skills_for=_skills)
     samples = build_samples(batch, tokenizer, cfg, teacher=teacher).samples
@@ -91,6 +97,9 @@ def test_two_process_step_equals_one_process_step(algo, batch, tiny_model_dir, t
     got = torch.load(tmp_path / "out.pt", weights_only=False)
     biggest = max(float(u.abs().max()) for u in ref_update.values())
     assert biggest > 1e-4  # the step moved the weights
+    if bf16:
+        _assert_bf16_step(got, ref_update, ref, ("loss", "sdl", "kl", "entropy", "grad_norm"))
+        return
     for n, u in ref_update.items():
         torch.testing.assert_close(got["update"][n], u, rtol=1e-4, atol=1e-6)
     for k in ("loss", "grpo_loss", "entropy", "tokens", "samples", "grad_norm", "clip_frac", "ratio_max"):
@@ -98,6 +107,16 @@ def test_two_process_step_equals_one_process_step(algo, batch, tiny_model_dir, t
     if algo == "skill_sd":
         for k in ("sdl", "kl", "rho_mean", "rho_max"):
             assert got["stats"][k] == pytest.approx(ref[k], rel=1e-5, abs=1e-7), k
+
+
+def _assert_bf16_step(got, ref_update, ref, stat_keys) -> None:
+    """A two-process bf16 step against the one-process one: the same update and stats to bf16 rounding,
+    the same token counts exactly."""
+    assert_bf16_close(got["update"], ref_update)
+    for k in stat_keys:
+        assert got["stats"][k] == pytest.approx(ref[k], rel=BF16_STAT_RTOL, abs=1e-6), k
+    for k in ("tokens", "samples"):
+        assert got["stats"][k] == ref[k], k
 
 
 def _torchrun_step(tiny_model_dir, tmp_path, cfg, samples) -> dict:
@@ -115,17 +134,23 @@ def _torchrun_step(tiny_model_dir, tmp_path, cfg, samples) -> dict:
     return torch.load(tmp_path / "out.pt", weights_only=False)
 
 
-def test_sharded_optimizer_step_equals_the_whole_adamw_step(batch, tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+def test_sharded_optimizer_step_equals_the_whole_adamw_step(bf16, batch, tiny_model_dir, tmp_path):
     """shard_optimizer (ZeRO-1) on two processes: the same update and AdamW state as one process's
     unsharded AdamW, each process holding only part of the moments; the consolidated checkpoint dict
-    reloads into each process's share."""
+    reloads into each process's share.
+
+    Under bf16 the sharded step still equals the whole AdamW on the same two processes exactly (the same
+    gradients); against one process only the gradient (its norm) is compared, to bf16 rounding. Adam's
+    first step is ~lr · sign(g), so every coordinate whose gradient lies within bf16 rounding noise of 0
+    may flip: the updates themselves are not comparable, and the SGD tests above check the gradient sum."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from agentsd.learn.onpolicy import make_optimizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     cfg = OnPolicyConfig(algo="grpo", lora=False, lr=1e-2, weight_decay=0.1, micro_batch=2, max_grad_norm=1.0,
-                         shard_optimizer=True)
+                         shard_optimizer=True, bf16_autocast=bf16)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     samples = build_samples(batch, tokenizer, cfg).samples
     opt = make_optimizer(model, cfg)  # one process: a plain AdamW, shard_optimizer has nothing to shard
@@ -144,18 +169,23 @@ def test_sharded_optimizer_step_equals_the_whole_adamw_step(batch, tiny_model_di
     for i, s in whole["state"].items():
         torch.testing.assert_close(full["state"][i]["exp_avg"], s["exp_avg"], rtol=1e-5, atol=1e-10)
         torch.testing.assert_close(full["state"][i]["exp_avg_sq"], s["exp_avg_sq"], rtol=1e-5, atol=1e-12)
+    total = sum(p.numel() for p in model.parameters())
+    shares = got["state_numel"]
+    assert len(shares) == 2 and sum(shares) == total and max(shares) < 0.75 * total  # each holds a part
+    if bf16:
+        assert got["stats"]["grad_norm"] == pytest.approx(ref["grad_norm"], rel=BF16_STAT_RTOL)
+        assert got["stats"]["tokens"] == ref["tokens"]
+        return
     # Against one process: Adam's first step is ~lr * sign(g), so where |g| is near eps the float
     # summation order of the two processes' gradients flips a coordinate; all but a few agree.
     close = [torch.isclose(got["update"][n], u, rtol=1e-3, atol=1e-5) for n, u in ref_update.items()]
     assert sum(int((~c).sum()) for c in close) <= 5
     assert got["stats"]["loss"] == pytest.approx(ref["loss"], abs=1e-7)
     assert got["stats"]["grad_norm"] == pytest.approx(ref["grad_norm"], rel=1e-4)
-    total = sum(p.numel() for p in model.parameters())
-    shares = got["state_numel"]
-    assert len(shares) == 2 and sum(shares) == total and max(shares) < 0.75 * total  # each holds a part
 
 
-def test_sharded_params_step_equals_one_process_step(batch, tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+def test_sharded_params_step_equals_one_process_step(bf16, batch, tiny_model_dir, tmp_path):
     """shard_params (FSDP2 on the decoder layers) on two processes with uneven shares of the batch (the
     lighter process pads with a zero-weight micro-batch): the same update, stats and synced teacher as
     one process; each process holds part of each layer; whole weights, optimizer and teacher state
@@ -164,7 +194,7 @@ def test_sharded_params_step_equals_one_process_step(batch, tiny_model_dir, tmp_
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     cfg = OnPolicyConfig(algo="skill_sd", lora=False, lam=0.5, micro_batch=2, max_grad_norm=1.0,
-                         teacher_mode="synced", shard_params=True)
+                         teacher_mode="synced", shard_params=True, bf16_autocast=bf16)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     teacher = make_teacher(model, cfg, skills_for=_skills)
     samples = build_samples(batch, tokenizer, cfg, teacher=teacher).samples[:5]
@@ -175,12 +205,17 @@ def test_sharded_params_step_equals_one_process_step(batch, tiny_model_dir, tmp_
 
     got = _torchrun_step(tiny_model_dir, tmp_path, cfg, samples)
     assert max(float(u.abs().max()) for u in ref_update.values()) > 1e-4
-    for n, u in ref_update.items():
-        torch.testing.assert_close(got["update"][n], u, rtol=1e-4, atol=1e-6)
-    for k in ("loss", "grpo_loss", "sdl", "kl", "entropy", "tokens", "samples", "grad_norm", "rho_max"):
-        assert got["stats"][k] == pytest.approx(ref[k], rel=1e-5, abs=1e-7), k
-    for n, t in teacher.state.items():  # synced after the step: the student's new weights
-        torch.testing.assert_close(got["teacher"][n], t, rtol=1e-4, atol=1e-6)
+    if bf16:
+        _assert_bf16_step(got, ref_update, ref, ("loss", "sdl", "kl", "entropy", "grad_norm"))
+        teacher_update = {n: got["teacher"][n] - before[n] for n in teacher.state}
+        assert_bf16_close(teacher_update, {n: t - before[n] for n, t in teacher.state.items()})
+    else:
+        for n, u in ref_update.items():
+            torch.testing.assert_close(got["update"][n], u, rtol=1e-4, atol=1e-6)
+        for k in ("loss", "grpo_loss", "sdl", "kl", "entropy", "tokens", "samples", "grad_norm", "rho_max"):
+            assert got["stats"][k] == pytest.approx(ref[k], rel=1e-5, abs=1e-7), k
+        for n, t in teacher.state.items():  # synced after the step: the student's new weights
+            torch.testing.assert_close(got["teacher"][n], t, rtol=1e-4, atol=1e-6)
     assert got["sharded_names"] and all(".layers." in n for n in got["sharded_names"])
     layer_numel = sum(p.numel() for n, p in model.named_parameters() if n in set(got["sharded_names"]))
     rest = got["total_numel"] - layer_numel

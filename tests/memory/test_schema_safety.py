@@ -57,6 +57,10 @@ def test_entity_tokens_see_numbers_and_names():
     assert entity_tokens("push 3 boxes") != entity_tokens("push 4 boxes")
     assert "iron_pickaxe" in entity_tokens("craft an iron_pickaxe first")
     assert entity_tokens("Push the box. Then go Right") == entity_tokens("push the box. then go Right")
+    # an ordered sequence: the same numbers in another order are other cells
+    assert entity_tokens("row 3 col 4") == ("3", "4") != entity_tokens("row 4 col 3")
+    assert entity_tokens("craft 'iron_pickaxe' with 2 sticks\n  then Lava at x3") == (
+        "iron_pickaxe", "2", "lava", "x3")
 
 
 INJECTIONS = [

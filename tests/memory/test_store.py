@@ -40,6 +40,14 @@ def test_near_duplicates_merge_but_numbers_and_failure_types_do_not(memory, embe
     e = guardrail(text="never push the box into a corner of the room", ft="deadlock_freeze", evidence=["e"])
     assert memory.add(e).added  # same text, other failure type: distinct
     assert len(memory) == 4
+    # the same numbers in another order: other cells, distinct entries (a set of numbers would merge them)
+    f = guardrail(text="never push the box at row 3 col 4 left", evidence=["f"])
+    g = guardrail(text="never push the box at row 4 col 3 left", evidence=["g"])
+    vf, vg = embedder.embed([f.embed_text(), g.embed_text()])
+    assert float(vf @ vg) >= 0.95  # cosine alone would merge them
+    r = memory.add([f, g])
+    assert len(r.added) == 2 and not r.merged
+    assert len(memory) == 6
 
 
 def test_votes_retire_at_floor_and_retired_entries_stay(tmp_path, embedder):
