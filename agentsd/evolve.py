@@ -238,7 +238,7 @@ def _fmt_learn(stats: dict[str, Any]) -> str:
     if not stats.get("stepped"):
         return f"no learner step ({int(stats.get('tokens', 0))} tokens to train on)"
     parts = [f"loss {stats['loss']:.4f}"]
-    for key, label in (("sdl", "sdl"), ("kl", "kl"), ("clip_frac", "clip")):
+    for key, label in (("sdl", "sdl"), ("kl", "kl"), ("clip_frac", "clip"), ("mismatch_abs", "mismatch")):
         if key in stats:
             parts.append(f"{label} {stats[key]:.4f}")
     parts.append(f"{stats['tokens_per_s']:.0f} tok/s")

@@ -10,8 +10,11 @@ evaluated on the same *test* tasks with that memory frozen:
 - ``plain``: the policy alone, plain rollout prompt (what ``agentsd run`` evaluates in distill mode);
 - ``none``: the planner loop without memory (plans and acts; nothing to retrieve or check);
 - ``text``: memory retrieved into the prompt as text; no guardrail checks, no replanning, no expansion;
-- ``guardrails``: ``text`` plus executable guardrails that veto actions before they run;
-- ``full``: the whole loop (retrieval, guardrails, replanning, skill expansion).
+- ``guardrails``: ``text`` plus executable guardrails that veto actions before they run; on an env that
+  lists its actions (Sokoban) a veto masks the forbidden ones in the re-proposal (``mask_vetoed``);
+- ``guardrails_unmasked``: ``guardrails`` with the re-proposal unconstrained (``mask_vetoed=false``:
+  re-sampled at the retry temperature, and after ``max_vetoes`` the last proposal runs);
+- ``full``: the whole loop (retrieval, guardrails with the mask, replanning, skill expansion).
 
 Seeds differ in the train slice that built the memory and in the sampling seed. Success is averaged
 over test tasks per seed; the table shows the mean over seeds with a 95% t-interval, and each arm's
@@ -37,6 +40,8 @@ ARMS = {
     "none": {"retrieval": False, "guardrails": False, "replan": True, "expand_skills": False},
     "text": {"retrieval": True, "guardrails": False, "replan": False, "expand_skills": False},
     "guardrails": {"retrieval": True, "guardrails": True, "replan": False, "expand_skills": False},
+    "guardrails_unmasked": {"retrieval": True, "guardrails": True, "replan": False, "expand_skills": False,
+                            "mask_vetoed": False},
     "full": {"retrieval": True, "guardrails": True, "replan": True, "expand_skills": True},
 }
 ENV_CONFIG = {"sokoban": "sokoban", "craft": "craft"}

@@ -155,6 +155,13 @@ class TextEnv(gym.Env[str, str]):
         current state, or ``None`` when the oracle has no answer (e.g. unsolvable or timed out)."""
         raise NotImplementedError
 
+    def action_candidates(self) -> list[str] | None:
+        """Every well-formed action text worth proposing in the current state, in the exact format the
+        model should produce, when that set is small and finite (Sokoban: the four moves); ``None``
+        when actions are open-ended text. The planner uses it to mask a vetoed action: the re-proposal
+        is decoded within the candidates no guardrail forbids. Default: ``None``."""
+        return None
+
     # --- predicates ---------------------------------------------------------------------------
     def predicates(self) -> dict[str, Predicate]:
         """The env's predicate vocabulary, by name. Default: none."""

@@ -26,6 +26,7 @@ class ScriptedPolicy(Policy):
         self.plan = plan
         self.fail_after = fail_after
         self.prompts: list[list[dict[str, str]]] = []
+        self.samplings: list = []  # the sampling of every act request
         self.batches: list[int] = []
         self.acts = 0
         self._lock = threading.Lock()
@@ -43,5 +44,6 @@ class ScriptedPolicy(Policy):
                     raise RuntimeError("scripted crash")
                 text = self.actions[min(self.acts, len(self.actions) - 1)]
                 self.acts += 1
+                self.samplings.append(sampling)
                 out.append(Generation(text=text, token_ids=[5, 6], logprobs=[-0.1, -0.2]))
         return out

@@ -42,10 +42,17 @@ class PlannerConfig(BaseModel):
 
     # --- guardrail checks -----------------------------------------------------------------------------
     #: Proposals per turn: after this many vetoes the loop gives up on the turn's guardrails and steps the
-    #: last proposal (recorded as ``veto_exhausted`` in the trace), so an episode can never stall.
+    #: last proposal (recorded as ``exhausted`` in the trace), so an episode can never stall. With
+    #: ``mask_vetoed`` on an env with action candidates this only happens when every candidate is forbidden.
     max_vetoes: int = Field(3, ge=0)
     #: Sampling temperature for a re-proposal after a veto (greedy decoding would repeat itself).
     retry_temperature: float = Field(0.8, ge=0.0)
+    #: Where the env lists its actions (``TextEnv.action_candidates``), a veto masks the forbidden ones:
+    #: the re-proposal is decoded within the candidates no retrieved guardrail forbids (regex-constrained,
+    #: at the act temperature), so even a policy that repeats itself changes its action; a policy that
+    #: ignores the constraint gets one of the allowed candidates instead. A vetoed action then never runs
+    #: while an allowed one exists. Off (or an open-ended env): re-propose at ``retry_temperature``.
+    mask_vetoed: bool = True
 
     # --- replanning triggers (MineEvolve-style) ----------------------------------------------------------
     #: Replan when at least this fraction of the last ``failure_window`` steps failed ...

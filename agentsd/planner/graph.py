@@ -13,7 +13,9 @@ START -> retrieve -> plan -> act -> check --veto--> act
 - ``act``: the next step of an expanded skill workflow, or the policy's proposal for the current
   subgoal (the rollout prompt plus the memory block, the plan and any veto reasons);
 - ``check``: every retrieved guardrail with an executable predicate (or a literal forbidden action)
-  runs on the proposal before it reaches the env; a hit sends the reason back to ``act``;
+  runs on the proposal before it reaches the env; a hit sends the reason back to ``act``, and where the
+  env lists its actions (``action_candidates``) also the mask: the candidates no guardrail forbids,
+  which the re-proposal is decoded within (``PlannerConfig.mask_vetoed``);
 - ``step``: the env runs the action; the turn is recorded with its planner trace;
 - ``diagnose``: the env's diagnosis feeds the triggers (:func:`agentsd.planner.rules.replan_trigger`);
   progress finishes the current subgoal;
@@ -28,6 +30,8 @@ from the task seed (environments are deterministic given seed and actions).
 
 from __future__ import annotations
 
+import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -82,6 +86,7 @@ class PlannerState(TypedDict, total=False):
     tried_skills: list[str]
     proposal: dict[str, Any] | None  # text, source, token_ids, logprobs
     feedback: list[str]  # veto reasons this turn
+    mask: list[str] | None  # after a veto: the candidate actions no guardrail forbids (decoding is kept to them)
     vetoes_turn: int
     vetoed: bool
     recent: list[dict[str, Any]]  # per step: failure, stagnation, subgoal, progress
@@ -239,10 +244,20 @@ class PlannerLoop:
         msgs = build_messages(ep.env.instructions(), s["task"], s["observation"], ep.past, self.history,
                               skills=extra or None)
         sampling = self.sampling
-        if s.get("feedback"):
+        mask = s.get("mask")
+        if mask:  # decode within the allowed candidates at the act temperature
+            sampling = sampling.model_copy(update={"regex": "|".join(f"(?:{re.escape(c)})" for c in mask)})
+        elif s.get("feedback"):
             sampling = sampling.model_copy(update={"temperature": max(sampling.temperature, self.cfg.retry_temperature)})
-        gen = self._generate(msgs, sampling)
         ep.messages = msgs
+        try:
+            gen = self._generate(msgs, sampling)
+        except NotImplementedError:  # a backend without constrained decoding
+            if not mask:
+                raise
+            out.update(workflow=workflow, workflow_skill=skill, events=events,
+                       proposal={"text": self._pick(s, mask), "source": "mask", "token_ids": [], "logprobs": []})
+            return out
         out.update(workflow=workflow, workflow_skill=skill, events=events,
                    proposal={"text": gen.text, "source": "policy", "token_ids": list(gen.token_ids),
                              "logprobs": list(gen.logprobs)})
@@ -257,19 +272,47 @@ class PlannerLoop:
         hit = None
         for r in s.get("retrieved", []):
             g = ep.entries.get(r["id"])
-            if r["kind"] == "guardrail" and g is not None and (g.executable or g.forbidden_action) and g.check(ep.env, text):
+            if r["kind"] == "guardrail" and g is not None and self._forbids(g, ep.env, text):
                 hit = g
                 break
         if hit is None:
             return {"vetoed": False, "path": path}
         n = s.get("vetoes_turn", 0) + 1
         reason = f"{text.strip()[:80]!r} breaks guardrail {hit.id[:6]} ({hit.failure_type}): never {hit.forbidden}"
-        exhausted = n > self.cfg.max_vetoes
+        allowed = self._allowed(s, ep) if self.cfg.mask_vetoed else None
+        exhausted = n > self.cfg.max_vetoes and not allowed
         ev = {"node": "check", "turn": s["turn"], "veto": hit.id, "failure_type": hit.failure_type,
               "action": text.strip()[:120], "exhausted": exhausted}
-        return {"vetoed": not exhausted, "vetoes_turn": n, "vetoes": s.get("vetoes", 0) + 1,
-                "feedback": [*s.get("feedback", []), reason[:300]], "events": [*s.get("events", []), ev],
-                "path": path}
+        out = {"vetoed": not exhausted, "vetoes_turn": n, "vetoes": s.get("vetoes", 0) + 1,
+               "feedback": [*s.get("feedback", []), reason[:300]], "events": [*s.get("events", []), ev],
+               "path": path}
+        if allowed:
+            ev["allowed"] = allowed
+            if s.get("mask"):  # proposed under the mask and still forbidden: the policy ignored it
+                ev["replaced_by"] = pick = self._pick(s, allowed)
+                out.update(vetoed=False, proposal={"text": pick, "source": "mask", "token_ids": [], "logprobs": []})
+            else:
+                out["mask"] = allowed
+        return out
+
+    @staticmethod
+    def _forbids(g: Any, env: TextEnv, text: str) -> bool:
+        return bool((g.executable or g.forbidden_action) and g.check(env, text))
+
+    def _allowed(self, s: PlannerState, ep: _Episode) -> list[str] | None:
+        """The env's action candidates that no retrieved guardrail forbids now (None: the env lists none)."""
+        cands = ep.env.action_candidates()
+        if not cands:
+            return None
+        guards = [g for r in s.get("retrieved", []) if r["kind"] == "guardrail"
+                  and (g := ep.entries.get(r["id"])) is not None]
+        return [c for c in cands if not any(self._forbids(g, ep.env, c) for g in guards)]
+
+    @staticmethod
+    def _pick(s: PlannerState, allowed: list[str]) -> str:
+        """An allowed candidate for a policy that cannot keep to the mask: random, seeded by the task and
+        turn (so a resumed episode picks the same)."""
+        return random.Random(f"{s['env']}:{s['seed']}:{s['turn']}:{s.get('vetoes', 0)}").choice(allowed)
 
     def _n_step(self, s: PlannerState, config) -> dict[str, Any]:
         ep = self._ep(config)
@@ -314,7 +357,7 @@ class PlannerLoop:
         return {
             "observation": obs, "turn": turn, "actions": [*s.get("actions", []), prop["text"]],
             "done": bool(terminated or truncated), "success": bool(info.get("success")),
-            "facts": diag.get("extra") or {}, "feedback": [], "vetoes_turn": 0, "vetoed": False, "path": [],
+            "facts": diag.get("extra") or {}, "feedback": [], "mask": None, "vetoes_turn": 0, "vetoed": False, "path": [],
             "proposal": None, "events": events, "workflow": workflow, "workflow_skill": skill if workflow else None,
         }
 

@@ -37,6 +37,7 @@ class SokobanEnv(TextEnv):
     The model's raw text. The last ``<answer>...</answer>`` block must hold one of ``Up``, ``Down``,
     ``Left``, ``Right`` (any case, spaces allowed), or up to ``max_actions_per_turn`` of them joined
     by ``||``. More moves than that, unknown words, or no block make the turn invalid.
+    ``action_candidates()`` lists the four single moves as answers (the planner masks vetoed ones).
 
     ## Observation
     A legend line (``Legend: # wall, _ floor, O target, X box, √ box on target, P player,
@@ -460,6 +461,10 @@ class SokobanEnv(TextEnv):
         return render_xsb(self.state)
 
     # --- oracle -------------------------------------------------------------------------------
+    def action_candidates(self) -> list[str]:
+        """The four single moves, as the model should answer them."""
+        return [format_answer([m]) for m in MOVES]
+
     def oracle_action(self) -> str | None:
         """The next turn of a push-optimal plan from the current position, in the model's format;
         None when solved, unsolvable, or the solver ran out of ``oracle_time_limit``."""

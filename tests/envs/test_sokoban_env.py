@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 import agentsd.envs.sokoban.env as env_mod
-from agentsd.envs.base import Diagnosis
+from agentsd.envs.base import Diagnosis, TextEnv
 from agentsd.envs.sokoban.board import INF
 from agentsd.envs.sokoban.env import LOOP_REVISITS, SokobanEnv, SokobanFailure
 from agentsd.envs.sokoban.level import Level, parse_level
@@ -339,6 +339,16 @@ def test_state_and_render_xsb():
     assert env.render_xsb() == "#######\n# @* .#\n#     #\n#  $  #\n#     #\n#######"
     st = env.state
     assert isinstance(st, Level) and st.player == st.idx(1, 2) and st.walls == parse_level(TWO).walls
+
+
+def test_action_candidates_are_the_four_valid_single_moves():
+    env = make(TWO)
+    cands = env.action_candidates()
+    assert [env.parse_action(c) for c in cands] == [["Up"], ["Down"], ["Left"], ["Right"]]
+    for c in cands:  # each is a valid answer in any state
+        e = make(TWO)
+        assert e.step(c)[4]["action_is_valid"]
+    assert TextEnv.action_candidates(env) is None  # the base contract: open-ended unless an env lists them
 
 
 # --- oracle ----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -10,6 +11,7 @@ from planutil import CORNER_RIGHT, ScriptedPolicy, is_plan_prompt
 from agentsd.envs import make
 from agentsd.memory import DiagnosticSummarizer, SkillMemory
 from agentsd.planner import PlannerConfig, PlannerLoop, sqlite_checkpointer
+from agentsd.policy.base import Policy, Sampling
 from agentsd.rollout import EnvFactory, OracleActor, Task, rollout
 
 # a one-box level the oracle solves in a few moves; facts (num_boxes ...) are the same in every seed
@@ -30,6 +32,19 @@ def _deadlock_memory(path, embedder) -> SkillMemory:
     mem = SkillMemory(path, embedder=embedder)
     mem.ingest(trajs, DiagnosticSummarizer())
     return mem
+
+
+class _FirstFrom(Policy):
+    """Plan requests and the first act request from ``first``, every later call from ``rest``."""
+
+    def __init__(self, first, rest):
+        self.first, self.rest, self.acts = first, rest, 0
+
+    def generate(self, batch, sampling=None):
+        if all(is_plan_prompt(m) for m in batch):
+            return self.first.generate(batch, sampling)
+        self.acts += 1
+        return (self.first if self.acts == 1 else self.rest).generate(batch, sampling)
 
 
 def _run(policy, memory=None, level=CORNER_RIGHT, split="train", max_turns=4, **cfg):
@@ -71,13 +86,51 @@ def test_retrieval_off_reads_no_memory(tmp_path, embedder):
     assert traj.turns[0].info["diagnosis"]["failure_type"] == "deadlock_corner"  # nothing vetoed it
 
 
-def test_exhausted_vetoes_step_the_last_proposal(tmp_path, embedder):
+def test_exhausted_vetoes_step_the_last_proposal_without_the_mask(tmp_path, embedder):
     with _deadlock_memory(tmp_path / "m", embedder) as mem:
         pol = ScriptedPolicy(["<answer>Right</answer>"])  # keeps proposing the vetoed push
-        _, traj = _run(pol, mem, max_turns=1, reflect=False, max_vetoes=2)
+        _, traj = _run(pol, mem, max_turns=1, reflect=False, max_vetoes=2, mask_vetoed=False)
     vetoes = traj.turns[0].info["planner"]["vetoes"]
     assert len(vetoes) == 3 and vetoes[-1]["exhausted"] and not vetoes[0]["exhausted"]
     assert traj.turns[0].response == "<answer>Right</answer>"
+    assert not any(p.regex for p in pol.samplings)  # re-proposals unconstrained
+
+
+def test_a_veto_masks_the_forbidden_move_in_the_reproposal(tmp_path, embedder):
+    """The re-proposal is decoded within the moves no guardrail forbids; a policy that ignores the
+    constraint (this scripted one repeats the push) gets an allowed move instead: the vetoed push
+    never runs, with no veto exhausted."""
+    with _deadlock_memory(tmp_path / "m", embedder) as mem:
+        pol = ScriptedPolicy(["<answer>Right</answer>"])
+        _, traj = _run(pol, mem, max_turns=1, reflect=False, max_vetoes=2)
+    t0 = traj.turns[0]
+    first, second = t0.info["planner"]["vetoes"]
+    allowed = ["<answer>Up</answer>", "<answer>Down</answer>", "<answer>Left</answer>"]
+    assert first["allowed"] == allowed and not first["exhausted"]  # Right is the corner push
+    assert second["replaced_by"] in allowed and not second["exhausted"]
+    assert t0.response == second["replaced_by"] and t0.info["planner"]["source"] == "mask"
+    assert t0.info["diagnosis"]["failure_type"] != "deadlock_corner"
+    masked = [p for p in pol.samplings if p.regex]
+    assert len(masked) == 1 and all(re.fullmatch(masked[0].regex, a) for a in allowed)
+    assert not re.fullmatch(masked[0].regex, "<answer>Right</answer>")
+
+
+def test_the_mask_decodes_an_allowed_move_with_a_real_model(tmp_path, embedder, tiny_policy):
+    """With a real backend (the tiny random model, which never writes a valid answer on its own) the
+    masked re-proposal is one of the allowed moves, sampled by the policy itself (its own token ids)."""
+    with _deadlock_memory(tmp_path / "m", embedder) as mem:
+        loop = PlannerLoop(tiny_policy, mem, PlannerConfig(reflect=False, plan_max_new_tokens=8),
+                           sampling=Sampling(max_new_tokens=16, temperature=0.0))
+        guard = mem.entries(kind="guardrail")[0]
+        scripted = ScriptedPolicy(["<answer>Right</answer>"])
+        loop.bp.policy = _FirstFrom(scripted, tiny_policy)  # the first act proposal is the corner push
+        traj = loop.run_episode(make("sokoban", level=CORNER_RIGHT), 0, split="train", max_turns=1)
+    t0 = traj.turns[0]
+    (veto,) = t0.info["planner"]["vetoes"]
+    assert veto["veto"] == guard.id and veto["allowed"] == ["<answer>Up</answer>", "<answer>Down</answer>",
+                                                            "<answer>Left</answer>"]
+    assert t0.response in veto["allowed"] and t0.info["planner"]["source"] == "policy"
+    assert t0.token_ids and len(t0.logprobs) == len(t0.token_ids)
 
 
 def test_failures_trigger_a_replan_that_keeps_finished_subgoals():
