@@ -245,8 +245,12 @@ class PlannerLoop:
                               skills=extra or None)
         sampling = self.sampling
         mask = s.get("mask")
-        if mask:  # decode within the allowed candidates at the act temperature
-            sampling = sampling.model_copy(update={"regex": "|".join(f"(?:{re.escape(c)})" for c in mask)})
+        if mask:  # decode within the allowed candidates at the act temperature; a token is >= 1 character,
+            # so len + 1 new tokens always complete the longest candidate (constrained decoding may spell it
+            # in short tokens) and its end; generation stops as soon as the constraint is complete
+            sampling = sampling.model_copy(update={
+                "regex": "|".join(f"(?:{re.escape(c)})" for c in mask),
+                "max_new_tokens": max(sampling.max_new_tokens, max(len(c) for c in mask) + 1)})
         elif s.get("feedback"):
             sampling = sampling.model_copy(update={"temperature": max(sampling.temperature, self.cfg.retry_temperature)})
         ep.messages = msgs
