@@ -13,6 +13,8 @@ from agentsd.envs.sokoban.level import Level, LevelError, coerce_levels, render_
 from agentsd.envs.sokoban.predicates import FAILURE_PREDICATES, PREDICATES, RISKS, deadlocked
 from agentsd.envs.sokoban.solver import solve
 from agentsd.envs.sokoban.text import (
+    CELL_SYMBOLS,
+    GRID_FORMATS,
     SEVERITY,
     SokobanFailure,
     brief_rules,
@@ -94,7 +96,11 @@ class SokobanEnv(TextEnv):
     ``loop_window`` (20); ``oracle_time_limit`` (10 s per solver call); ``brief`` (False: the full
     rules in ``instructions()``; True: a ~70-token version for small models on CPU);
     ``check_solvable`` (True: a given level in which some box can never reach a target raises
-    ``LevelError``; False allows such levels, e.g. to study deadlocks).
+    ``LevelError``; False allows such levels, e.g. to study deadlocks); ``grid_format`` ("compact":
+    ``#_PX_#``; "cells": ``# _ P X _ #``, one space between cells so that each cell is one token of a
+    small BPE vocabulary such as SmolLM2's, which splits ``#__O_#`` into ``#``, ``__``, ``O``, ``_``, ``#``;
+    its box-on-target default is ``*`` since ``√`` is two byte-tokens); ``positions`` (False; True adds
+    one line per object: "You are at row 2 column 3.", "Box at row 3 column 3.", "Empty target at ...").
     """
 
     # render_fps only silences gymnasium's checker; text frames have no clock (as in toy_text).
@@ -127,6 +133,8 @@ class SokobanEnv(TextEnv):
         oracle_time_limit: float = 10.0,
         brief: bool = False,
         check_solvable: bool = True,
+        grid_format: str = "compact",
+        positions: bool = False,
     ):
         super().__init__(render_mode=render_mode)
         if difficulty not in PRESETS:
@@ -137,6 +145,9 @@ class SokobanEnv(TextEnv):
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         if max_actions_per_turn < 1:
             raise ValueError(f"max_actions_per_turn must be >= 1, got {max_actions_per_turn}")
+        if grid_format not in GRID_FORMATS:
+            raise ValueError(f"grid_format must be one of {', '.join(GRID_FORMATS)}, got {grid_format!r}")
+        self.grid_format, self.positions = grid_format, positions
         self.difficulty = difficulty
         self._gen = {"size": size, "boxes": boxes, "search_depth": search_depth}
         self._fixed = coerce_levels(level, levels)
@@ -149,7 +160,11 @@ class SokobanEnv(TextEnv):
         default = self.MAX_STEPS_GIVEN if given else self.MAX_STEPS[difficulty]
         self.max_steps = max_steps if max_steps is not None else default
         self.max_actions_per_turn = max_actions_per_turn
+        if grid_format == "cells":  # one token per cell: √ is two byte-tokens in small BPE vocabularies
+            symbols = {**CELL_SYMBOLS, **(symbols or {})}
         self.symbols = check_symbols(symbols)
+        if grid_format == "cells" and " " in self.symbols.values():
+            raise ValueError("grid_format 'cells' separates cells by spaces, so no symbol may be a space")
         self.format_penalty, self.step_penalty = format_penalty, step_penalty
         self.box_reward, self.solve_reward = box_reward, solve_reward
         self.loop_window = loop_window
@@ -440,10 +455,28 @@ class SokobanEnv(TextEnv):
             g[at[x]] = sym["box_on_target"] if goal[x] else sym["box"]
         p = self._player
         g[at[p]] = sym["player_on_target"] if goal[p] else sym["player"]
-        return "".join(g)
+        text = "".join(g)
+        if self.grid_format == "cells":
+            text = "\n".join(" ".join(row) for row in text.split("\n"))
+        return text
+
+    def _positions(self) -> str:
+        """Where things are, as text (rows and columns count from 1 at the top left)."""
+        w, goal = self.level.w, self.board.goal
+
+        def at(i: int) -> str:
+            return f"row {i // w + 1} column {i % w + 1}"
+
+        boxes = sorted(self._boxes)
+        free = [i for i in range(self.level.h * w) if goal[i] and i not in self._boxes]
+        lines = [f"You are at {at(self._player)}."]
+        lines += [f"Box at {at(x)}{' (on a target)' if goal[x] else ''}." for x in boxes]
+        lines += [f"Empty target at {at(x)}." for x in free]
+        return "\n".join(lines)
 
     def _obs(self) -> str:
-        return self._legend + "\n" + self._grid()
+        obs = self._legend + "\n" + self._grid()
+        return obs + "\n" + self._positions() if self.positions else obs
 
     def render(self) -> str | None:
         if self.render_mode == "ansi":

@@ -46,6 +46,11 @@ DEFAULT_SYMBOLS = {
     "player_on_target": "S",
 }
 
+#: How the grid is written: "compact" (``#_PX_#``) or "cells" (``# _ P X _ #``: one token per cell).
+GRID_FORMATS = ("compact", "cells")
+#: Symbol defaults the "cells" format changes: each must be one token, with or without a leading space.
+CELL_SYMBOLS = {"box_on_target": "*"}
+
 _LEGEND_ORDER = ("wall", "floor", "target", "box", "box_on_target", "player", "player_on_target")
 _WORDS = {m.lower(): m for m in MOVES}
 #: Longer answer bodies cannot be a move list; reject them before splitting.

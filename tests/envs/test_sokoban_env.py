@@ -414,3 +414,64 @@ def test_statically_unsolvable_level_is_a_clear_error():
     with pytest.raises(LevelError, match="level 0 is unsolvable"):
         SokobanEnv(level=bad)
     SokobanEnv(level=bad, check_solvable=False).reset(seed=0)
+
+
+# --- observation formats --------------------------------------------------------------------------
+def test_cells_format_spaces_cells_and_uses_single_char_box_on_target():
+    env = make("######\n#@*$.#\n######", grid_format="cells")
+    obs = env._obs()
+    legend, *rows = obs.split("\n")
+    assert rows == ["# # # # # #", "# P * X O #", "# # # # # #"]
+    assert "* box on target" in legend and "√" not in obs
+    # A user's symbol wins over the format's default.
+    env = make("######\n#@*$.#\n######", grid_format="cells", symbols={"box_on_target": "B"})
+    assert env._obs().split("\n")[2] == "# P B X O #"
+    # The default stays compact, √ and all.
+    assert make("######\n#@*$.#\n######")._obs().split("\n")[2] == "#P√XO#"
+
+
+def test_positions_lines_count_from_one_at_the_top_left():
+    env = make("######\n#@$ .#\n#  * #\n######", positions=True)
+    lines = env._obs().split("\n")[-4:]
+    assert lines == ["You are at row 2 column 2.", "Box at row 2 column 3.",
+                     "Box at row 3 column 4 (on a target).", "Empty target at row 2 column 5."]
+    obs, *_ = env.step(A("Right"))
+    assert obs.split("\n")[-4:] == ["You are at row 2 column 3.", "Box at row 2 column 4.",
+                                    "Box at row 3 column 4 (on a target).", "Empty target at row 2 column 5."]
+    assert "You are at" not in make(LINE)._obs()
+
+
+def test_bad_grid_format_names_the_choices():
+    with pytest.raises(ValueError, match="grid_format must be one of compact, cells"):
+        SokobanEnv(grid_format="spaced")
+    with pytest.raises(ValueError, match="no symbol may be a space"):
+        SokobanEnv(grid_format="cells", symbols={"floor": " "})
+
+
+@pytest.mark.parametrize("difficulty", ["easy", "medium", "hard"])
+def test_cells_format_is_one_token_per_cell_for_the_default_model(difficulty, embedded_model_dir):
+    """Every row of generated levels of every preset, every state symbol: one token per cell with the
+    default model's tokenizer (the compact grid is not: the reason the format exists)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(embedded_model_dir)
+    env = SokobanEnv(difficulty=difficulty, grid_format="cells")
+    seen: set[str] = set()
+    for seed in range(6):
+        env.reset(seed=seed)
+        for move in ("Up", "Left", "Down", "Right", "Right", "Up"):  # a few states, boxes moved too
+            grid = env._grid()
+            for row in grid.split("\n"):
+                cells = row.split(" ")
+                ids = tok(row, add_special_tokens=False).input_ids
+                assert len(ids) == len(cells), (row, [tok.decode([i]) for i in ids])
+                seen.update(cells)
+            # rows are separated by one newline token
+            assert len(tok(grid, add_special_tokens=False).input_ids) == grid.count(" ") + 2 * grid.count("\n") + 1
+            env.step(A(move))
+    for sym in env.symbols.values():  # also symbols the walk did not reach (box on target, player on target)
+        assert len(tok(f"# {sym} #", add_special_tokens=False).input_ids) == 3, sym
+    compact = SokobanEnv(difficulty=difficulty)
+    compact.reset(seed=0)
+    rows = compact._grid().split("\n")
+    assert any(len(tok(r, add_special_tokens=False).input_ids) != len(r) for r in rows)
