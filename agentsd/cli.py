@@ -3,6 +3,7 @@
     agentsd run --env sokoban rollout.batch=16
     agentsd eval --env sokoban --model runs/sokoban/checkpoints/iter_2
     agentsd play --env sokoban
+    agentsd diagnose --env sokoban --states 64
     agentsd envs
     agentsd serve smollm2-135m --port 8000
 
@@ -182,6 +183,70 @@ def eval_(
             f"return {m['return']:.2f} ± {m['return_ci']:.2f}  invalid {m['invalid_rate']:.1%}  "
             f"tok/s {stats.tokens_per_s:.0f}"
         )
+
+
+@app.command()
+def diagnose(
+    env: Annotated[str, typer.Option("--env", "-e")] = "sokoban",
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model name or dir (default: the run's "
+                                                                     "last checkpoint, else the config's model).")] = None,
+    run: Annotated[str | None, typer.Option("--run", help="A run dir: its config, memory/ and last checkpoint.")] = None,
+    states: Annotated[int, typer.Option("--states", "-n", help="Held-out oracle states to score.")] = 64,
+    contexts: Annotated[str, typer.Option("--contexts", help="Comma list of student, skills, guardrails, "
+                                                             "reference (skills needs --run).")] = "guardrails,reference",
+    overrides: Annotated[list[str] | None, typer.Argument(help="Dotted overrides, e.g. env.kwargs.grid_format=cells")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Write the report JSON here.")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """The learnability meter: P(oracle action) and top-1 agreement on held-out states, per context."""
+    with friendly_errors(debug):
+        import json
+        from pathlib import Path
+
+        from agentsd.learnability import CONTEXTS, format_report, measure, oracle_states
+
+        names = [c.strip() for c in contexts.split(",") if c.strip()]
+        bad = [c for c in names if c not in CONTEXTS]
+        if bad:
+            raise ValueError(f"unknown context {bad[0]!r}; known: {', '.join(CONTEXTS)}")
+        run_dir = Path(run) if run else None
+        if run_dir is not None and not (run_dir / "config.yaml").exists():
+            raise FileNotFoundError(f"no run at {run!r} (config.yaml missing)")
+        cfg = _load_cfg(None if run_dir else env, str(run_dir / "config.yaml") if run_dir else None,
+                        list(overrides or []))
+        if model is None and run_dir is not None and (run_dir / "state.json").exists():
+            model = json.loads((run_dir / "state.json").read_text()).get("checkpoint") or None
+        _quiet_transformers()
+        from agentsd.evolve import model_kwargs
+        from agentsd.policy import load_policy
+        from agentsd.rollout import EnvFactory
+
+        policy = load_policy(model or cfg.model.name, **model_kwargs(cfg.model))
+        mem = skills = guards = None
+        if run_dir is not None and (run_dir / "memory").exists():
+            from agentsd.memory import SkillMemory
+
+            mc, sk = cfg.memory, cfg.learning.skills
+            mem = SkillMemory(run_dir / "memory", namespace=mc.namespace, embedder=mc.embedding_model,
+                              embedding_backend=mc.embedding_backend)
+            guards = [g for g in mem.entries(kind="guardrail", env=cfg.env.name) if g.executable] or None
+
+            def skills(query: str) -> str | None:
+                return mem.render(mem.retrieve(query, k=sk.k, env=cfg.env.name, budget_tokens=sk.budget_tokens)) or None
+        elif "skills" in names:
+            raise ValueError("the skills context needs --run with a memory/ dir")
+        envs = EnvFactory(cfg.env.name, cfg.env.kwargs)
+        picked = oracle_states(envs, states, history=cfg.rollout.history, guardrails=guards)
+        report = measure(policy, picked, names, skills=skills)
+        if mem is not None:
+            mem.close()
+        report.update(env=cfg.env.model_dump(mode="json"), model=model or cfg.model.name,
+                      guardrails="memory" if guards else "env predicates")
+        console.print(format_report(report), highlight=False)
+        if out:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            Path(out).write_text(json.dumps(report, indent=1))
+            console.print(f"wrote {out}")
 
 
 @app.command()

@@ -23,6 +23,8 @@ INVALID_NOTE = "Your previous answer was not a valid action. Answer in the requi
 
 
 SKILLS_HEADER = "Useful skills from past experience:"
+#: The header of opd's reference teacher block (the env oracle's answer for the state).
+REFERENCE_HEADER = "Reference answer for this state (from the task's solver):"
 
 
 def system_message(instructions: str, skills: str | None = None, header: str = SKILLS_HEADER) -> str:

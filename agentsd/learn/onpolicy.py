@@ -98,7 +98,7 @@ from agentsd.policy.hf import (
     sequence_logprobs,
     split_lm_head,
 )
-from agentsd.prompts import SKILLS_HEADER, with_skills
+from agentsd.prompts import REFERENCE_HEADER, SKILLS_HEADER, with_skills
 from agentsd.trajectory import Trajectory, Turn
 
 if TYPE_CHECKING:
@@ -112,7 +112,6 @@ SkillsFor = Callable[[Turn, Trajectory], "str | None"]
 #: algorithms whose loss needs a teacher
 TEACHER_ALGOS = ("skill_sd", "opd")
 #: the header of opd's privileged block in the teacher's system message
-REFERENCE_HEADER = "Reference answer for this state (from the task's solver):"
 
 
 def reference_for(turn: Turn, traj: Trajectory) -> str | None:
