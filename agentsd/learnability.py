@@ -64,24 +64,21 @@ def _risk_names(env: Any) -> dict[str, str]:
 
 
 def verdicts(env: Any, candidates: Sequence[str], guardrails: Sequence[Any] | None = None) -> str:
-    """Which candidates break nothing in ``env``'s current state, in the answer format (a small model
-    copies answer-shaped text far more readily than it reads prose: measured with the meter), and what
-    each other one would break: the executable ``guardrails`` it fails (their "never" text), or without
-    guardrails the env's own risk predicates."""
-    safe, unsafe = [], []
+    """The candidates that break nothing in ``env``'s current state, in the answer format: the
+    executable ``guardrails`` they pass, or without guardrails the env's own risk predicates.
+
+    Only the allowed moves are listed, answer-shaped: a small model copies answer-shaped text far more
+    readily than it reads prose, and it copies a listed forbidden move too (measured with the meter on
+    the embedded model: allowed-only +0.034 in P(oracle), allowed plus "avoid: <answer>..." +0.010)."""
+    safe = []
     for c in candidates:
         if guardrails is not None:
-            hits = [g.forbidden for g in guardrails if g.check(env, c)]
+            bad = any(g.check(env, c) for g in guardrails)
         else:
-            hits = [text for name, text in _risk_names(env).items() if env.check(name, c)]
-        if hits:
-            unsafe.append(f"{c} ({'; '.join(dict.fromkeys(hits))})")
-        else:
+            bad = any(env.check(name, c) for name in _risk_names(env))
+        if not bad:
             safe.append(c)
-    lines = ["Moves that break no guardrail here: " + (", ".join(safe) or "none")]
-    if unsafe:
-        lines.append("Moves to avoid: " + ", ".join(unsafe))
-    return "\n".join(lines)
+    return "Moves that break no guardrail here: " + (", ".join(safe) or "none")
 
 
 def oracle_states(

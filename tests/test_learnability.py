@@ -71,16 +71,15 @@ def test_verdicts_from_env_predicates_and_from_memory_guardrails():
     env = SokobanEnv(level=CORRIDOR, brief=True)
     env.reset(seed=0)
     cands = env.action_candidates()
-    text = verdicts(env, cands)
-    assert text.splitlines()[0] == "Moves that break no guardrail here: <answer>Right</answer>"
-    assert "<answer>Up</answer> (move into wall)" in text and "<answer>Left</answer> (move into wall)" in text
+    assert verdicts(env, cands) == "Moves that break no guardrail here: <answer>Right</answer>"
     wall = guardrail(text="mind the walls", ft="wall_bump", risk_predicate={"name": "move_into_wall"},
                      forbidden="walking into a wall")
-    text = verdicts(env, cands, [wall])
-    assert "<answer>Down</answer> (walking into a wall)" in text
+    assert verdicts(env, cands, [wall]) == "Moves that break no guardrail here: <answer>Right</answer>"
     # A guardrail without a predicate vetoes nothing: every move is listed safe.
-    assert verdicts(env, cands, [guardrail()]).splitlines() == [
-        "Moves that break no guardrail here: " + ", ".join(cands)]
+    assert verdicts(env, cands, [guardrail()]) == "Moves that break no guardrail here: " + ", ".join(cands)
+    boxed = SokobanEnv(level="#####\n#@$.#\n#####", brief=True, check_solvable=False)
+    boxed.reset(seed=0)
+    assert verdicts(boxed, cands, [wall]) == "Moves that break no guardrail here: <answer>Right</answer>"
 
 
 def test_an_env_without_candidates_is_refused():

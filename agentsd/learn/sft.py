@@ -52,6 +52,10 @@ class SFTConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0.0)
     warmup_ratio: float = Field(0.05, ge=0.0, le=1.0)
     max_grad_norm: float | None = Field(1.0, gt=0.0)
+    #: run the prompt prefix a micro-batch's rows share (system message, rules, task line) once, with
+    #: gradient, instead of once per row (same loss and gradient up to float rounding; not under bf16
+    #: autocast, where the batch-1 prefix pass rounds differently)
+    share_prefix: bool = True
     #: bf16 autocast; None = where the hardware runs bf16 natively (CUDA, or a CPU with AVX512-BF16
     #: or AMX). Without it CPU bf16 is emulated and many times slower than fp32.
     bf16_autocast: bool | None = None
@@ -133,17 +137,43 @@ def _token_loss_sum(model: Any, batch: dict[str, torch.Tensor], bf16: bool) -> t
     return loss, int((targets != IGNORE).sum())
 
 
+def _shared_prefix_loss_sum(model: Any, batch: dict[str, torch.Tensor], bf16: bool) -> tuple[torch.Tensor, int]:
+    """:func:`_token_loss_sum` through :func:`~agentsd.policy.hf.sequence_logprobs` with
+    ``share_prefix``: the prompt prefix the rows share runs once, the rest per row."""
+    from agentsd.policy.hf import sequence_logprobs
+
+    prompts, completions = [], []
+    for ids, att, lab in zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist(),
+                             batch["labels"].tolist(), strict=True):
+        n = sum(att)
+        p = next((j for j in range(n) if lab[j] != IGNORE), n)
+        prompts.append(ids[:max(p, 1)])
+        completions.append(ids[max(p, 1):n])
+    device = next(model.parameters()).device
+    with _autocast(device, bf16):
+        lp, mask = sequence_logprobs(model, prompts, completions, pad_id=0, share_prefix=True)
+    return -(lp.float() * mask).sum(), int(mask.sum())
+
+
+def _autocast(device: Any, enabled: bool) -> Any:
+    import torch
+
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
 def accumulate_grads(
-    model: Any, batches: Sequence[dict[str, torch.Tensor]], bf16: bool = False
+    model: Any, batches: Sequence[dict[str, torch.Tensor]], bf16: bool = False, share_prefix: bool = False
 ) -> tuple[float, int]:
     """Backward over micro-batches, each token's loss weighted 1 / (target tokens in all of them),
-    so the summed gradient equals that of one big batch. Returns (mean token loss, target tokens)."""
+    so the summed gradient equals that of one big batch. Returns (mean token loss, target tokens).
+    ``share_prefix``: each micro-batch's common prompt prefix runs once (see :class:`SFTConfig`)."""
     total = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
     if total == 0:
         return 0.0, 0
     loss_sum = 0.0
+    shared = share_prefix and not bf16
     for b in batches:
-        loss, _ = _token_loss_sum(model, b, bf16)
+        loss, _ = (_shared_prefix_loss_sum if shared else _token_loss_sum)(model, b, bf16)
         (loss / total).backward()
         loss_sum += float(loss.detach())
     return loss_sum / total, total
@@ -202,8 +232,12 @@ def sft(
     examples: Sequence[Example],
     cfg: SFTConfig | None = None,
     progress: Callable[[int, int, float], None] | None = None,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> SFTResult:
     """Fine-tune ``model`` on ``examples`` (full, or LoRA merged back in place); leaves it in eval mode.
+
+    ``on_epoch(k)`` runs after each full pass over the examples (k = 1, 2, ...), with the model in eval
+    mode and its adapters active (LoRA layers sit inside ``model``'s own modules), e.g. to measure it.
 
     Examples whose prompt + response exceed ``cfg.max_len`` are skipped (counted in the result):
     cutting the prompt would train on a prompt the policy never sees.
@@ -238,7 +272,7 @@ def sft(
             opt, lambda s: _schedule(s, total, int(cfg.warmup_ratio * total))
         )
         net.train()
-        step = 0
+        step = epoch = 0
         while step < total:
             order = torch.randperm(len(kept), generator=gen).tolist()
             batches = [
@@ -248,7 +282,7 @@ def sft(
             for k in range(0, len(batches), cfg.grad_accum):
                 if step >= total:
                     break
-                loss, n_tok = accumulate_grads(net, batches[k : k + cfg.grad_accum], bf16)
+                loss, n_tok = accumulate_grads(net, batches[k : k + cfg.grad_accum], bf16, cfg.share_prefix)
                 if cfg.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(
                         [p for p in net.parameters() if p.requires_grad], cfg.max_grad_norm
@@ -261,6 +295,11 @@ def sft(
                 result.tokens += n_tok
                 if progress is not None:
                     progress(step, total, loss)
+            epoch += 1
+            if on_epoch is not None:
+                net.eval()
+                on_epoch(epoch)
+                net.train()
         net.eval()
 
     if cfg.lora and cfg.merge:

@@ -97,11 +97,13 @@ def sequence_logprobs(
     up to float rounding; models whose logits are not just ``lm_head(hidden)`` (soft-capping, logit
     scaling) take the unchunked path.
 
-    ``share_prefix``: when scoring without grad (a teacher), rows whose prompts share a prefix of at least
-    :data:`MIN_SHARED_PREFIX` tokens (the system message, instructions and skills) run it once at batch 1
-    and reuse its KV cache for every row, as generation does; only the differing suffixes are processed
-    per row. Same values up to float rounding (~1e-6 in fp32). Ignored with grad, under autocast (see
-    ``HFPolicy._generate_chunk``) and with right padding.
+    ``share_prefix``: rows whose prompts share a prefix of at least :data:`MIN_SHARED_PREFIX` tokens (the
+    system message, instructions and skills) run it once at batch 1 and reuse its KV cache for every row,
+    as generation does; only the differing suffixes are processed per row. Same values up to float
+    rounding (~1e-6 in fp32). With grad the cache stays in the graph, so the prefix's gradient is the sum
+    of every row's, as in the unshared pass (tested to float rounding in fp32): a learner whose rows share
+    a 126-token prompt prefix and differ in ~40 tokens pays for the prefix once per micro-batch. Ignored
+    under autocast (see ``HFPolicy._generate_chunk``) and with right padding.
     """
     if len(prompt_ids) != len(completion_ids):
         raise ValueError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions")
@@ -126,8 +128,7 @@ def sequence_logprobs(
         start = torch.tensor([len(p) for p in prompt_ids], device=device)[:, None]  # (B, 1)
     cols = (start + j).clamp(max=length - 1)  # (B, T)
     targets = input_ids.gather(1, cols)  # (B, T)
-    if share_prefix and batch > 1 and padding_side == "left" and not torch.is_grad_enabled() \
-            and not torch.is_autocast_enabled(device.type):
+    if share_prefix and batch > 1 and padding_side == "left" and not torch.is_autocast_enabled(device.type):
         n_pre = shared_prefix_len(prompt_ids)
         if n_pre >= MIN_SHARED_PREFIX:
             logprobs = _prefix_shared_logprobs(model, seqs, n_pre, targets, cols, pad_id, temperature, chunk)
@@ -229,7 +230,8 @@ def _prefix_shared_logprobs(
     chunk: int | None,
 ) -> torch.Tensor:
     """sequence_logprobs' values (B, T) for left-padded ``seqs`` sharing their first ``n_pre`` tokens,
-    with the prefix run once (no grad). ``cols`` are the completion columns in the full padded layout."""
+    with the prefix run once (in the graph when grad is on). ``cols`` are the completion columns in the
+    full padded layout."""
     from transformers import DynamicCache
 
     device = targets.device

@@ -164,3 +164,74 @@ def test_grad_accumulation_matches_one_big_batch(model, tokenizer):
     assert g1.keys() == g2.keys() and len(g1) == len(list(model.parameters()))
     for k in g1:
         torch.testing.assert_close(g1[k], g2[k], atol=1e-6, rtol=1e-4, msg=k)
+
+
+def _oracle_rows(tokenizer, n=6):
+    from agentsd.learnability import oracle_states
+    from agentsd.rollout import EnvFactory
+
+    states = oracle_states(EnvFactory("sokoban", {"difficulty": "easy", "brief": True}), n, per_episode=2)
+    return [tokenize_example(tokenizer, s.messages, s.candidates[s.oracle]) for s in states]
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_shared_prefix_gives_the_naive_loss_and_gradient(model, tokenizer, lora, monkeypatch):
+    """fp32: running the rows' common prompt prefix once (with grad) = each row's full forward. The
+    oracle prompts of different states share the rules and task line (~120 tokens), and differ in the
+    grid and in length (the compact grid), so the suffixes are left-padded."""
+    import agentsd.policy.hf as hf
+    from agentsd.learn.sft import _wrap_lora
+    from agentsd.policy.hf import shared_prefix_len
+
+    calls = []
+    real = hf._prefix_shared_logprobs
+    monkeypatch.setattr(hf, "_prefix_shared_logprobs", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+
+    rows = _oracle_rows(tokenizer)
+    assert shared_prefix_len([ids[:n] for ids, n in rows]) >= 100
+    assert len({len(ids) for ids, _ in rows}) > 1
+    net = _wrap_lora(model, SFTConfig()) if lora else model
+    net.train()
+    pad = tokenizer.pad_token_id
+    batches = [collate(rows[:4], pad), collate(rows[4:], pad)]
+
+    def grads(share):
+        net.zero_grad(set_to_none=True)
+        loss, n = accumulate_grads(net, batches, bf16=False, share_prefix=share)
+        return loss, n, {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None}
+
+    loss0, n0, g0 = grads(False)
+    assert calls == []
+    loss1, n1, g1 = grads(True)
+    assert len(calls) == 2 and min(calls) >= 100  # both micro-batches took the shared path
+    assert n0 == n1 and loss1 == pytest.approx(loss0, rel=1e-5)
+    assert g0.keys() == g1.keys() and len(g0) == sum(p.requires_grad for p in net.parameters())
+    for k in g0:
+        torch.testing.assert_close(g1[k], g0[k], atol=1e-6, rtol=1e-4, msg=k)
+
+
+def test_sft_with_and_without_prefix_sharing_trains_the_same(tiny_model_dir, tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    from agentsd.learnability import oracle_states
+    from agentsd.rollout import EnvFactory
+
+    states = oracle_states(EnvFactory("sokoban", {"difficulty": "easy", "brief": True}), 4, per_episode=2)
+    examples = [(s.messages, s.candidates[s.oracle]) for s in states]
+    out = []
+    for share in (False, True):
+        m = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+        res = sft(m, tokenizer, examples, SFTConfig(lora=False, lr=1e-3, batch_size=4, max_steps=2,
+                                                    share_prefix=share, bf16_autocast=False))
+        out.append((res.losses, {k: v.clone() for k, v in res.model.state_dict().items()}))
+    assert out[0][0] == pytest.approx(out[1][0], rel=1e-4)
+    for k in out[0][1]:
+        torch.testing.assert_close(out[1][1][k], out[0][1][k], atol=1e-5, rtol=1e-4, msg=k)
+
+
+def test_on_epoch_runs_after_each_pass_in_eval_mode(model, tokenizer):
+    seen = []
+    examples = [([{"role": "user", "content": f"task {i}"}], "<answer>Up</answer>") for i in range(3)]
+    sft(model, tokenizer, examples, SFTConfig(epochs=3, batch_size=2, lr=1e-3),
+        on_epoch=lambda k: seen.append((k, model.training)))
+    assert seen == [(1, False), (2, False), (3, False)]
