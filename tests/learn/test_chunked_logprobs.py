@@ -169,7 +169,9 @@ def test_shared_prefix_scoring_equals_plain_scoring(model, chunk, monkeypatch):
     assert torch.equal(mask, mask2)
     torch.testing.assert_close(shared, plain, rtol=0, atol=1e-5)
     assert calls == [20]  # the shared-prefix path ran, with the whole common prefix
-    with torch.enable_grad():  # never with grad: the student's pass keeps the plain path
-        sequence_logprobs(model, prompts, comps, pad_id=0, chunk=chunk, share_prefix=True)
-    assert calls == [20]
+    with torch.enable_grad():  # with grad too (a learner's pass): same values, the prefix in the graph
+        g_shared, _ = sequence_logprobs(model, prompts, comps, pad_id=0, chunk=chunk, share_prefix=True)
+        g_plain, _ = sequence_logprobs(model, prompts, comps, pad_id=0, chunk=chunk)
+    assert calls == [20, 20] and g_shared.requires_grad
+    torch.testing.assert_close(g_shared, g_plain, rtol=0, atol=1e-5)
     assert (shared[~mask] == 0).all()
