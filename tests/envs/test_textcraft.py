@@ -19,6 +19,14 @@ def step(env, body):
     return env.step(f"<answer>{body}</answer>")
 
 
+def test_gym_id():
+    import gymnasium
+
+    env = gymnasium.make("agentsd/TextCraft-v0", goal="crafting table")
+    assert "Goal: craft crafting table" in env.reset(seed=0)[0]
+    env.close()
+
+
 def test_split_sizes_and_disjoint():
     train, test = goals()
     assert (len(train), len(test)) == (N_TRAIN, N_TEST)
