@@ -40,6 +40,12 @@ ADAPTERS: dict[str, Adapter] = {
         published="ReAct 19.0%, ADaPT 52.0% success (gpt-3.5-turbo-instruct, their 200-task test set; "
         "Prasad et al. 2024, ADaPT, arXiv:2311.05772)",
     ),
+    "scienceworld": Adapter(
+        "scienceworld",
+        {"max_steps": 1000},  # some gold paths exceed the default 100 turns (mendelian genetics: 263)
+        tasks=30,  # the first 30 test seeds: one test variation of every task type (gold paths take seconds)
+        published="n/a (its paper reports mean 0-100 scores per task type, not success rates)",
+    ),
 }
 
 
@@ -128,7 +134,12 @@ def main() -> None:
     out = Path(__file__).parent / "results" / "benchmarks.json"
     out.parent.mkdir(exist_ok=True)
     meta = {"cpu": cpu_kind(), "pinned": pinned, "python": platform.python_version(),
-            "command": "python bench/benchmarks.py" + (f" --only {' '.join(args.only)}" if args.only else "")}
+            "command": "python bench/benchmarks.py [--only NAME]: each row from its latest run"}
+    # --only replaces its adapters' rows and keeps the others'
+    kept = json.loads(out.read_text())["rows"] if out.exists() else []
+    mine = {r["adapter"] for r in rows}
+    rows = [r for r in kept if r["adapter"] not in mine] + rows
+    rows.sort(key=lambda r: list(ADAPTERS).index(r["adapter"]) if r["adapter"] in ADAPTERS else len(ADAPTERS))
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}")
 
