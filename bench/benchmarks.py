@@ -1,0 +1,148 @@
+"""Community benchmarks behind the TextEnv contract: oracle success on test tasks and env speed.
+
+    python bench/benchmarks.py [--only textcraft] [--tasks 210] [--seconds 2]
+
+One row per adapter in ``ADAPTERS``: the oracle (its own solver or gold sequences) played on the first
+``tasks`` test seeds (``success``, mean oracle turns), env ``step``s per second replaying those oracle
+turns (actions recorded first, only the replay timed; resets not timed), and published numbers of other
+systems where we are confident of them (else "n/a"). Pinned to one CPU core. Prints a table and writes
+bench/results/benchmarks.json. An adapter entry is an :class:`Adapter`: add one per env to ``ADAPTERS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from agentsd.envs import make
+
+
+@dataclass(frozen=True)
+class Adapter:
+    env: str  # registered name
+    kwargs: dict = field(default_factory=dict)
+    tasks: int = 200  # test seeds the oracle plays (fewer for slow envs: the row says how many)
+    published: str = "n/a"  # other systems' numbers, with citation
+
+
+ADAPTERS: dict[str, Adapter] = {
+    "textcraft": Adapter(
+        "textcraft",
+        tasks=210,  # every test goal once
+        published="ReAct 19.0%, ADaPT 52.0% success (gpt-3.5-turbo-instruct, their 200-task test set; "
+        "Prasad et al. 2024, ADaPT, arXiv:2311.05772)",
+    ),
+    "scienceworld": Adapter(
+        "scienceworld",
+        {"max_steps": 1000},  # some gold paths exceed the default 100 turns (mendelian genetics: 263)
+        tasks=30,  # the first 30 test seeds: one test variation of every task type (gold paths take seconds)
+        published="n/a (its paper reports mean 0-100 scores per task type, not success rates)",
+    ),
+}
+
+
+def pin_one_core() -> str:
+    if hasattr(os, "sched_setaffinity"):
+        core = min(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {core})
+        return f"core {core}"
+    return "unpinned"  # pragma: no cover - macOS / Windows
+
+
+def cpu_kind() -> str:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # pragma: no cover - not Linux
+        return platform.processor() or "unknown"
+    model = next((ln.split(":", 1)[1].strip() for ln in flags.splitlines() if ln.startswith("model name")), "?")
+    return f"{model} ({'AVX512-BF16' if 'avx512_bf16' in flags else 'AVX2 only'})"
+
+
+def play_oracle(env, seed: int) -> tuple[bool, list[str]]:
+    """One oracle episode: (success, the action texts it took)."""
+    env.reset(seed=seed)
+    actions: list[str] = []
+    info = {"success": False}
+    while (a := env.oracle_action()) is not None:
+        actions.append(a)
+        _, _, term, trunc, info = env.step(a)
+        if term or trunc:
+            break
+    return bool(info["success"]), actions
+
+
+def replay_speed(env, episodes: list[tuple[int, list[str]]], seconds: float) -> float:
+    """Steps per second replaying recorded oracle episodes until ``seconds`` of stepping are spent."""
+    steps, spent = 0, 0.0
+    while spent < seconds:
+        for seed, actions in episodes:
+            env.reset(seed=seed)
+            t0 = time.perf_counter()
+            for a in actions:
+                env.step(a)
+            spent += time.perf_counter() - t0
+            steps += len(actions)
+            if spent >= seconds:
+                break
+    return steps / spent if spent else 0.0
+
+
+def bench(name: str, ad: Adapter, tasks: int | None, seconds: float) -> dict:
+    env = make(ad.env, **ad.kwargs)
+    n = min(tasks or ad.tasks, len(env.test_seeds))
+    seeds = list(env.test_seeds[:n])
+    t0 = time.perf_counter()
+    runs = [(s, *play_oracle(env, s)) for s in seeds]
+    oracle_s = time.perf_counter() - t0
+    wins = sum(ok for _, ok, _ in runs)
+    sps = replay_speed(env, [(s, acts) for s, _, acts in runs if acts], seconds)
+    env.close()
+    return {
+        "adapter": name,
+        "tasks": n,
+        "oracle_success": wins / n,
+        "oracle_turns_mean": sum(len(a) for _, _, a in runs) / n,
+        "oracle_seconds": round(oracle_s, 2),
+        "steps_per_s": round(sps),
+        "published": ad.published,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="*", choices=sorted(ADAPTERS), help="adapters to run (default: all)")
+    ap.add_argument("--tasks", type=int, default=None, help="test tasks per adapter (default: its own)")
+    ap.add_argument("--seconds", type=float, default=2.0, help="stepping time per speed measurement")
+    args = ap.parse_args()
+    pinned = pin_one_core()
+    rows = [bench(k, ADAPTERS[k], args.tasks, args.seconds) for k in (args.only or ADAPTERS)]
+    table = Table(title=f"community benchmarks, oracle on test tasks ({pinned}, {cpu_kind()})")
+    for col in ("adapter", "tasks", "oracle success", "oracle turns", "steps/s", "published (others)"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["adapter"], str(r["tasks"]), f"{r['oracle_success']:.1%}", f"{r['oracle_turns_mean']:.1f}",
+                      f"{r['steps_per_s']:,}", r["published"])
+    Console(width=200).print(table)
+    out = Path(__file__).parent / "results" / "benchmarks.json"
+    out.parent.mkdir(exist_ok=True)
+    meta = {"cpu": cpu_kind(), "pinned": pinned, "python": platform.python_version(),
+            "command": "python bench/benchmarks.py [--only NAME]: each row from its latest run"}
+    # --only replaces its adapters' rows and keeps the others'
+    kept = json.loads(out.read_text())["rows"] if out.exists() else []
+    mine = {r["adapter"] for r in rows}
+    rows = [r for r in kept if r["adapter"] not in mine] + rows
+    rows.sort(key=lambda r: list(ADAPTERS).index(r["adapter"]) if r["adapter"] in ADAPTERS else len(ADAPTERS))
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
