@@ -212,6 +212,7 @@ class GymTextEnv(TextEnv):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         split = self._check_seed(seed)
         super().reset(seed=seed)
+        self._options = dict(options or {})
         self._start_task(split, seed)
         self._started = True
         self._steps, self._solved, self._done = 0, False, False

@@ -280,7 +280,7 @@ class CliffWalkingEnv(GymTextEnv):
 
 
 #: Taxi's start states (taxi anywhere, passenger on one pad, a different destination): 300 of them,
-#: in a fixed shuffled order; seeds 0..99 are train tasks, 100..299 test tasks.
+#: in a fixed shuffled order; tasks 0..99 are train tasks, 100..299 test tasks.
 _TAXI_STARTS = [
     int(x) for x in np.random.default_rng(21).permutation(
         [((r * 5 + c) * 5 + p) * 4 + d for r in range(5) for c in range(5) for p in range(4) for d in range(4)
@@ -293,8 +293,11 @@ _PADS = "RGYB"
 class TaxiEnv(GymTextEnv):
     """Gymnasium Taxi: drive to the passenger, pick them up, drive to the destination, drop them off.
 
-    Each seed is one of the 300 start states (:data:`_TAXI_STARTS`): train seeds 0..99, test seeds
-    100..299 (disjoint tasks). ``is_rainy`` / ``fickle_passenger`` are gymnasium's.
+    Each seed plays one of the 300 start states (:data:`_TAXI_STARTS`, task ids 0..299): train
+    seed ``s`` task ``s % 100``, test seed ``s`` task ``100 + (s - 100000) % 200``, so the first 100
+    train / 200 test seeds cover each split's tasks once and the splits never share one.
+    ``reset(options={"task": k})`` plays task ``k`` (0..299). ``is_rainy`` / ``fickle_passenger``
+    are gymnasium's.
 
     Actions ``South``, ``North``, ``East``, ``West``, ``Pickup``, ``Dropoff`` (also down/up/right/
     left, pick up, drop off). Observation: the map (``|`` walls block east-west moves, ``T`` the
@@ -306,8 +309,9 @@ class TaxiEnv(GymTextEnv):
 
     name = "taxi"
     env_id = "Taxi-v4"
-    train_seeds = range(0, 100)
-    test_seeds = range(100, 300)
+    train_seeds = range(0, 100_000)
+    test_seeds = range(100_000, 200_000)
+    N_TRAIN = 100
     failure_types = TaxiFailure
     failure_predicates = {"invalid_format": "invalid_format", "wall_bump": "move_into_wall",
                           "illegal_pickup": "pickup_without_passenger", "illegal_dropoff": "dropoff_wrong_place"}
@@ -316,7 +320,18 @@ class TaxiEnv(GymTextEnv):
     TASKS: ClassVar[list[int]] = _TAXI_STARTS
 
     def _start_task(self, split: str, seed: int | None) -> None:
-        k = seed if seed is not None else int(self.np_random.choice(self.train_seeds))
+        n = len(self.TASKS)
+        k = self._options.get("task") if self._options else None
+        if k is not None:
+            if not isinstance(k, int) or not 0 <= k < n:
+                raise ValueError(f"taxi task {k!r} out of range: there are {n} start states (0..{n - 1})")
+        elif seed is None:
+            k = int(self.np_random.integers(self.N_TRAIN))
+        elif split == "train":
+            k = (seed - self.train_seeds.start) % self.N_TRAIN
+        else:
+            k = self.N_TRAIN + (seed - self.test_seeds.start) % (n - self.N_TRAIN)
+        self.task_id = k
         self._env.reset(seed=int(self.np_random.integers(2**31)))
         self._env.s = self.TASKS[k]
 
