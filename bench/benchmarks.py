@@ -31,9 +31,16 @@ class Adapter:
     kwargs: dict = field(default_factory=dict)
     tasks: int = 200  # test seeds the oracle plays (fewer for slow envs: the row says how many)
     published: str = "n/a"  # other systems' numbers, with citation
+    exact: bool = True  # the oracle is optimal on a deterministic env: >= 99% success is expected
 
 
 ADAPTERS: dict[str, Adapter] = {
+    "frozenlake": Adapter("frozenlake"),
+    "frozenlake-8x8": Adapter("frozenlake-8x8"),
+    # slippery ice: the value-iteration policy maximizes the success probability, which is below 1
+    "frozenlake-slippery": Adapter("frozenlake-slippery", exact=False),
+    "cliffwalking": Adapter("cliffwalking"),
+    "taxi": Adapter("taxi"),
     "textcraft": Adapter(
         "textcraft",
         tasks=210,  # every test goal once
@@ -112,6 +119,7 @@ def bench(name: str, ad: Adapter, tasks: int | None, seconds: float) -> dict:
         "oracle_turns_mean": sum(len(a) for _, _, a in runs) / n,
         "oracle_seconds": round(oracle_s, 2),
         "steps_per_s": round(sps),
+        "oracle_exact": ad.exact,
         "published": ad.published,
     }
 

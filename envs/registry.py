@@ -59,7 +59,23 @@ def register(
     return spec_
 
 
+#: Gymnasium ids with a tailored adapter (action names, drawn text, failure enum, seed -> task map);
+#: ``make("gym:<id>", **kwargs)`` builds it, any other id gets the generic one.
+GYM_ADAPTERS = {
+    "FrozenLake-v1": "agentsd.envs.gymtext.toytext:FrozenLakeEnv",
+    "FrozenLake8x8-v1": "agentsd.envs.gymtext.toytext:FrozenLakeEnv",
+    "CliffWalking-v1": "agentsd.envs.gymtext.toytext:CliffWalkingEnv",
+    "CliffWalkingSlippery-v1": "agentsd.envs.gymtext.toytext:CliffWalkingEnv",
+    "Taxi-v4": "agentsd.envs.gymtext.toytext:TaxiEnv",
+}
+GYM_GENERIC = "agentsd.envs.gymtext.env:GymTextEnv"
+
+
 def spec(name: str) -> EnvSpec:
+    if name.startswith("gym:"):  # any Gymnasium env through the generic adapter; not registered by name
+        env_id = name[4:]
+        return EnvSpec(name, GYM_ADAPTERS.get(env_id, GYM_GENERIC), "", {"env_id": env_id},
+                       f"Gymnasium {env_id} as text")
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -113,6 +129,36 @@ def register_builtin() -> None:
         gym_id="agentsd/ScienceWorld-v0",
         description="ScienceWorld benchmark: 30 elementary-science task types scored 0-100, its own variation "
         "splits (PyPI scienceworld + Java 17).",
+    )
+
+    register_benchmarks()
+
+
+def register_benchmarks() -> None:
+    """Community benchmarks behind the TextEnv contract (issue 21)."""
+    toytext = "agentsd.envs.gymtext.toytext"
+    register(
+        "frozenlake", f"{toytext}:FrozenLakeEnv", gym_id="agentsd/FrozenLake-v0",
+        description="Gymnasium FrozenLake 4x4, not slippery: a random solvable map per seed (test maps disjoint).",
+        random_map=True, size=4, is_slippery=False,
+    )
+    register(
+        "frozenlake-8x8", f"{toytext}:FrozenLakeEnv", gym_id="agentsd/FrozenLake8x8-v0",
+        description="Gymnasium FrozenLake 8x8, not slippery: a random solvable map per seed.",
+        random_map=True, size=8, is_slippery=False,
+    )
+    register(
+        "frozenlake-slippery", f"{toytext}:FrozenLakeEnv", gym_id="agentsd/FrozenLakeSlippery-v0",
+        description="Gymnasium FrozenLake 4x4, slippery (a move goes sideways 2/3 of the time): random maps.",
+        random_map=True, size=4, is_slippery=True,
+    )
+    register(
+        "cliffwalking", f"{toytext}:CliffWalkingEnv", gym_id="agentsd/CliffWalking-v0",
+        description="Gymnasium CliffWalking: cross a 4x12 grid along a cliff (one layout).",
+    )
+    register(
+        "taxi", f"{toytext}:TaxiEnv", gym_id="agentsd/Taxi-v0",
+        description="Gymnasium Taxi: pick up and drop off a passenger (300 start states: 100 train, 200 test).",
     )
 
 
