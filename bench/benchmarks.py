@@ -38,9 +38,18 @@ ADAPTERS: dict[str, Adapter] = {
     "frozenlake": Adapter("frozenlake"),
     "frozenlake-8x8": Adapter("frozenlake-8x8"),
     # slippery ice: the value-iteration policy maximizes the success probability, which is below 1
-    "frozenlake-slippery": Adapter("frozenlake-slippery", exact=False),
+    "frozenlake-slippery": Adapter(
+        "frozenlake-slippery", exact=False,
+        published="not comparable: RAGEN (arXiv:2504.20073) and SPA report slippery FrozenLake success of "
+        "RL-trained Qwen2.5 models on their own map generators and turn limits",
+    ),
     "cliffwalking": Adapter("cliffwalking"),
     "taxi": Adapter("taxi"),
+    "babyai": Adapter(
+        "babyai",
+        published="n/a (BALROG, Paglieri et al. 2024, arXiv:2411.13543, reports zero-shot LLM progress on "
+        "these five MixedTrainLocal task kinds under its own prompts and step limits; no figure copied here)",
+    ),
     "textcraft": Adapter(
         "textcraft",
         tasks=210,  # every test goal once

@@ -156,6 +156,22 @@ def register_benchmarks() -> None:
         "cliffwalking", f"{toytext}:CliffWalkingEnv", gym_id="agentsd/CliffWalking-v0",
         description="Gymnasium CliffWalking: cross a 4x12 grid along a cliff (one layout).",
     )
+    babyai = "agentsd.envs.babyai.env:BabyAIEnv"
+    register(
+        "babyai", babyai, gym_id="agentsd/BabyAI-v0",
+        description="BabyAI MixedTrainLocal (PyPI minigrid), as in BALROG: goto / pickup / open / putnext / "
+        "pick-up-then-go-to missions in one room, the egocentric view told in text.",
+    )
+    register(
+        "babyai-goto", babyai, gym_id="agentsd/BabyAIGoTo-v0",
+        description="BabyAI GoToLocal: go to an object in one room with 8 distractors.",
+        level="BabyAI-GoToLocal-v0",
+    )
+    register(
+        "babyai-pickup", babyai, gym_id="agentsd/BabyAIPickup-v0",
+        description="BabyAI PickupLoc: pick up an object, possibly named by where it is (left, right, front, behind).",
+        level="BabyAI-PickupLoc-v0",
+    )
     register(
         "taxi", f"{toytext}:TaxiEnv", gym_id="agentsd/Taxi-v0",
         description="Gymnasium Taxi: pick up and drop off a passenger (300 start states: 100 train, 200 test).",
