@@ -1,11 +1,13 @@
 """Community benchmarks behind the TextEnv contract: oracle success on test tasks and env speed.
 
     python bench/benchmarks.py [--only textcraft] [--tasks 210] [--seconds 2]
+    python bench/benchmarks.py --runs runs/textcraft-*   # add `agentsd run` results to the rows
 
 One row per adapter in ``ADAPTERS``: the oracle (its own solver or gold sequences) played on the first
 ``tasks`` test seeds (``success``, mean oracle turns), env ``step``s per second replaying those oracle
 turns (actions recorded first, only the replay timed; resets not timed), and published numbers of other
-systems where we are confident of them (else "n/a"). Pinned to one CPU core. Prints a table and writes
+systems where we are confident of them (else "n/a"). ``--runs`` adds the embedded model's test success
+before and after from ``agentsd run --env NAME`` directories (their summary.json). Pinned to one CPU core. Prints a table and writes
 bench/results/benchmarks.json. An adapter entry is an :class:`Adapter`: add one per env to ``ADAPTERS``.
 """
 
@@ -133,27 +135,56 @@ def bench(name: str, ad: Adapter, tasks: int | None, seconds: float) -> dict:
     }
 
 
+def run_result(run_dir: Path) -> tuple[str, dict]:
+    """(env name, the embedded model's test success before and after) from an ``agentsd run`` directory."""
+    import yaml
+
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    phases = {p["phase"]: p for p in json.loads((run_dir / "summary.json").read_text())["phases"]}
+    res = {"run": run_dir.name, "model": cfg["model"]["name"]}
+    for tag in ("eval_before", "eval_after"):
+        m = phases[tag]["metrics"]
+        res[tag] = {"success": m["success"], "episodes": m["episodes"], "return": m["return"]}
+    return cfg["env"]["name"], res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", choices=sorted(ADAPTERS), help="adapters to run (default: all)")
     ap.add_argument("--tasks", type=int, default=None, help="test tasks per adapter (default: its own)")
     ap.add_argument("--seconds", type=float, default=2.0, help="stepping time per speed measurement")
+    ap.add_argument("--runs", nargs="*", type=Path, default=[],
+                    help="agentsd run directories: add their eval_before / eval_after success to the rows "
+                    "(no oracle rerun unless --only is given too)")
     args = ap.parse_args()
     pinned = pin_one_core()
-    rows = [bench(k, ADAPTERS[k], args.tasks, args.seconds) for k in (args.only or ADAPTERS)]
+    out = Path(__file__).parent / "results" / "benchmarks.json"
+    kept = json.loads(out.read_text())["rows"] if out.exists() else []
+    todo = args.only if args.only is not None else ([] if args.runs else list(ADAPTERS))
+    rows = [bench(k, ADAPTERS[k], args.tasks, args.seconds) for k in todo]
+    for run_dir in args.runs:
+        env, res = run_result(run_dir)
+        row = next((r for r in rows + kept if r["adapter"] == env), None)
+        if row is None:
+            raise SystemExit(f"{run_dir}: env {env!r} has no row; run bench/benchmarks.py --only {env} first")
+        row["embedded_model"] = res
+        if row not in rows:
+            rows.append(row)
     table = Table(title=f"community benchmarks, oracle on test tasks ({pinned}, {cpu_kind()})")
-    for col in ("adapter", "tasks", "oracle success", "oracle turns", "steps/s", "published (others)"):
+    for col in ("adapter", "tasks", "oracle success", "oracle turns", "steps/s", "model before -> after",
+                "published (others)"):
         table.add_column(col)
     for r in rows:
+        m = r.get("embedded_model")
+        model = (f"{m['eval_before']['success']:.0%} -> {m['eval_after']['success']:.0%} "
+                 f"({m['eval_after']['episodes']} test ep.)" if m else "-")
         table.add_row(r["adapter"], str(r["tasks"]), f"{r['oracle_success']:.1%}", f"{r['oracle_turns_mean']:.1f}",
-                      f"{r['steps_per_s']:,}", r["published"])
+                      f"{r['steps_per_s']:,}", model, r["published"])
     Console(width=200).print(table)
-    out = Path(__file__).parent / "results" / "benchmarks.json"
     out.parent.mkdir(exist_ok=True)
     meta = {"cpu": cpu_kind(), "pinned": pinned, "python": platform.python_version(),
-            "command": "python bench/benchmarks.py [--only NAME]: each row from its latest run"}
-    # --only replaces its adapters' rows and keeps the others'
-    kept = json.loads(out.read_text())["rows"] if out.exists() else []
+            "command": "python bench/benchmarks.py [--only NAME] [--runs RUN_DIR ...]: each row from its latest run"}
+    # --only / --runs replace their adapters' rows and keep the others'
     mine = {r["adapter"] for r in rows}
     rows = [r for r in kept if r["adapter"] not in mine] + rows
     rows.sort(key=lambda r: list(ADAPTERS).index(r["adapter"]) if r["adapter"] in ADAPTERS else len(ADAPTERS))
