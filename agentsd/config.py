@@ -201,6 +201,10 @@ class EvalConfig(Strict):
     #: also evaluate after every ``every``-th iteration (phase ``eval_iter_<k>``): a learning curve.
     #: 0: only before the first and after the last iteration.
     every: int = Field(0, ge=0)
+    #: score this many held-out oracle states (test tasks) with the learnability meter at every
+    #: evaluation (P(oracle action), top-1, top share; ``agentsd.learnability``); 0 = off. Needs an env
+    #: with finite action candidates and an oracle.
+    meter: int = Field(0, ge=0)
 
 
 class BackendConfig(Strict):

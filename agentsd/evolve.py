@@ -257,6 +257,45 @@ def _planner_stats(trajs: list[Trajectory]) -> dict[str, Any]:
     return {k: sum(int(m.get(k, 0)) for m in metas) for k in ("vetoes", "replans", "expansions", "plan_tokens")}
 
 
+class _Meter:
+    """The learnability meter at every evaluation (``eval.meter`` states): the same held-out oracle
+    states each time, scored under the plain student prompt (and the memory's skills, when there is a
+    memory), so a run's log shows whether the policy reads the states better after each phase."""
+
+    def __init__(self, envs: EnvFactory, n: int, history: int, log: Callable[..., None]):
+        self.envs, self.n, self.history, self.log = envs, n, history, log
+        self.states: list | None = None
+
+    def __call__(self, policy: Any, skills: Callable[[str], str | None] | None = None) -> dict[str, Any] | None:
+        from agentsd.learnability import measure, oracle_states
+
+        if self.n <= 0:
+            return None
+        if self.states is None:
+            try:
+                self.states = oracle_states(self.envs, self.n, history=self.history)
+            except (ValueError, NotImplementedError) as err:  # no finite candidates or no oracle
+                self.log(f"eval.meter: off for this env ({err})")
+                self.n, self.states = 0, []
+                return None
+        net = policy.model
+        training = net.training
+        net.eval()
+        try:
+            report = measure(policy, self.states, ("student", "skills") if skills else ("student",), skills=skills)
+        finally:
+            net.train(training)
+        keep = ("p_oracle", "top1", "top_share", "top_counts", "gap", "gap_ci")
+        return {"states": report["states"], "tasks": report["tasks"], "chance_top1": report["chance_top1"],
+                **{c: {k: v[k] for k in keep} for c, v in report["summary"].items()}}
+
+
+def _fmt_meter(m: dict[str, Any]) -> str:
+    parts = [f"{c} P(oracle) {v['p_oracle']:.3f} top-1 {v['top1']:.0%} top share {v['top_share']:.0%}"
+             for c, v in m.items() if isinstance(v, dict)]
+    return f"meter ({m['states']} oracle states): " + "; ".join(parts)
+
+
 def model_kwargs(m: ModelConfig) -> dict[str, Any]:
     """Backend keyword arguments from the model section (autocast only when set explicitly)."""
     kw: dict[str, Any] = {"dtype": m.dtype, "device": m.device, "max_batch": m.max_batch, "cache_dir": m.cache_dir}
@@ -432,6 +471,8 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         if dp is not None:
             dp.barrier()  # the next phase starts on a state.json every process agrees with
 
+    meter = _Meter(envs, cfg.eval.meter, r.history, log)
+
     def evaluate(phase: str) -> None:
         if state.done(phase):
             return
@@ -441,9 +482,16 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         else:
             trajs, rstats = phase_rollout(phase, PolicyActor(policy, cfg.eval.sampling), tasks,
                                           skills=student_skills, batch=cfg.eval.batch or r.batch)
-        record(phase, "eval", trajs, rstats)
+        extra = {}
+        if main and cfg.eval.meter:
+            reading = meter(policy, (lambda q: retrieve_block(q, "", envs.name)) if memory is not None else None)
+            if reading is not None:
+                extra["meter"] = reading
+        record(phase, "eval", trajs, rstats, **extra)
         m = result.phases[-1]["metrics"]
         log(f"{phase}: success {m['success']:.1%} return {m['return']:.2f} invalid {m['invalid_rate']:.1%}")
+        if "meter" in extra:
+            log(f"{phase}: {_fmt_meter(extra['meter'])}")
 
     def save_weights(phase: str) -> str:
         path = _save_checkpoint(policy, run_dir, phase) if main else None

@@ -157,3 +157,24 @@ def test_a_finished_run_resumed_with_more_iterations_evaluates_at_its_new_end(tm
     # resuming the extended, finished run again changes nothing
     run(cfg, resume=True, log=lambda *a: None)
     assert _phases(d) == ["warmstart", "eval_before", "iter_1", "eval_iter_1", "iter_2", "eval_after"]
+
+
+def test_eval_meter_scores_the_same_oracle_states_at_every_evaluation(tmp_path, tiny_model_dir):
+    """eval.meter: every evaluation records the learnability meter on the same held-out oracle states
+    (plain student prompt, plus the memory's skills), in metrics.jsonl and in the log."""
+    lines: list[str] = []
+    res = run(_cfg(tmp_path, tiny_model_dir, **{"eval.meter": 3, "learning.iterations": 1}), log=lines.append)
+    evals = [json.loads(x) for x in (res.run_dir / "metrics.jsonl").read_text().splitlines()
+             if json.loads(x)["kind"] == "eval"]
+    assert [e["phase"] for e in evals] == ["eval_before", "eval_after"]
+    for e in evals:
+        m = e["meter"]
+        assert m["states"] == 3 and set(m) >= {"student", "skills"}
+        for ctx in ("student", "skills"):
+            assert 0.0 <= m[ctx]["p_oracle"] <= 1.0 and sum(m[ctx]["top_counts"].values()) == 3
+    assert sum("meter (3 oracle states)" in x for x in lines) == 2
+    # eval.meter=0: no meter key (the field's default; configs/sokoban.yaml turns it on)
+    assert load_config("craft").eval.meter == 0 and load_config("sokoban").eval.meter == 32
+    res = run(_cfg(tmp_path / "off", tiny_model_dir, **{"learning.iterations": 0, "eval.meter": 0}),
+              log=lambda *a: None)
+    assert all("meter" not in json.loads(x) for x in (res.run_dir / "metrics.jsonl").read_text().splitlines())
