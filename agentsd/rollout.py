@@ -85,6 +85,79 @@ class OracleActor:
         return [Generation(text=env.oracle_action() or "") for env in envs]
 
 
+class CandidateActor:
+    """Acts on envs with a finite action set (``TextEnv.action_candidates()``) by scoring every
+    candidate instead of generating: each candidate's exact token ids + EOS are scored under the turn's
+    prompt (one shared-prefix forward for all live episodes), and the best one is taken (temperature
+    0) or one is sampled from the softmax of the summed log-probs at ``sampling.temperature``.
+
+    ``guard(env, candidates)``, when given, returns the candidates allowed now (e.g. those no executable
+    guardrail forbids); an empty answer keeps all of them, so a turn never stalls. Envs that list no
+    candidates fall back to ``policy.generate``. The recorded ``token_ids``/``logprobs`` are the picked
+    candidate's tokens and their log-probs under the unconstrained model. Needs a policy with a local
+    model (the ``hf`` backend).
+    """
+
+    def __init__(self, policy: Policy, sampling: Sampling,
+                 guard: Callable[[TextEnv, list[str]], list[str]] | None = None, seed: int = 0):
+        import random
+
+        self.policy, self.sampling, self.guard = policy, sampling, guard
+        self.name = getattr(policy, "name", type(policy).__name__)
+        self.rng = random.Random(seed if sampling.seed is None else sampling.seed)
+        if getattr(policy, "model", None) is None or getattr(policy, "tokenizer", None) is None:
+            raise ValueError(f"{type(policy).__name__} has no local model to score candidates with")
+
+    def act(self, prompts: list[Conversation], envs: list[TextEnv]) -> list[Generation]:
+        import torch
+
+        from agentsd.policy.chat import encode_chat
+        from agentsd.policy.hf import sequence_logprobs
+
+        tok, net = self.policy.tokenizer, self.policy.model
+        out: list[Generation | None] = [None] * len(envs)
+        rows_p, rows_c, owners = [], [], []
+        free = []  # envs without candidates: generated as usual
+        for i, (msgs, env) in enumerate(zip(prompts, envs, strict=True)):
+            cands = env.action_candidates()
+            if not cands:
+                free.append(i)
+                continue
+            cands = list(cands)
+            if self.guard is not None:
+                cands = self.guard(env, cands) or cands
+            ids = encode_chat(tok, msgs)
+            for c in cands:
+                rows_p.append(ids)
+                rows_c.append(list(tok(c, add_special_tokens=False).input_ids) + [tok.eos_token_id])
+            owners.append((i, cands, len(ids)))
+        if rows_p:
+            training = net.training
+            net.eval()
+            try:
+                with torch.no_grad():
+                    lp, mask = sequence_logprobs(net, rows_p, rows_c, pad_id=tok.eos_token_id, share_prefix=True)
+            finally:
+                net.train(training)
+            lp = (lp.float() * mask)
+            k = 0
+            for i, cands, n_prompt in owners:
+                scores = lp[k:k + len(cands)].sum(-1)
+                if self.sampling.temperature <= 0:
+                    j = int(scores.argmax())
+                else:
+                    probs = torch.softmax(scores / self.sampling.temperature, -1).tolist()
+                    j = self.rng.choices(range(len(cands)), probs)[0]
+                n = len(rows_c[k + j])
+                out[i] = Generation(text=cands[j], token_ids=rows_c[k + j], logprobs=lp[k + j, :n].tolist(),
+                                    prompt_tokens=n_prompt)
+                k += len(cands)
+        if free:
+            for i, gen in zip(free, self.policy.generate([prompts[i] for i in free], self.sampling), strict=True):
+                out[i] = gen
+        return [g for g in out if g is not None]
+
+
 @dataclass
 class RolloutStats:
     episodes: int = 0
