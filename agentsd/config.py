@@ -62,6 +62,11 @@ class RolloutConfig(Strict):
     #: iterations do not revisit the levels it was trained on.
     train_start: int | None = Field(None, ge=0)
     sampling: Sampling = Field(default_factory=lambda: Sampling(max_new_tokens=24, temperature=1.0))
+    #: How the policy acts in train and eval rollouts: ``generate`` (free text, sampled token by
+    #: token) or ``candidates`` (envs with a finite action set: every ``action_candidates()`` entry is
+    #: scored and the best taken, or one sampled at the sampling temperature; see
+    #: :class:`agentsd.rollout.CandidateActor`). Envs without candidates generate either way.
+    actor: Literal["generate", "candidates"] = "generate"
 
 
 class MemoryConfig(Strict):
@@ -86,6 +91,10 @@ class MemoryConfig(Strict):
     stale_after: int = Field(3, ge=1)
     #: Also summarize the warm-start oracle demonstrations (train seeds) into skills.
     from_warmstart: bool = True
+    #: With ``rollout.actor=candidates``: drop each turn's candidates that an executable guardrail of
+    #: the memory forbids in the current state (train and eval rollouts; when every candidate is
+    #: forbidden none is dropped). What the run's failures taught acts on every later move.
+    guard: bool = False
 
 
 class WarmstartConfig(Strict):
@@ -355,6 +364,21 @@ def check_combinations(cfg: RunConfig, *, world: int = 1) -> None:
             "and leave learning.onpolicy.shard_optimizer=false (the sharded parameters' AdamW state is sharded "
             "with them)"
         )
+    # rollout.actor and memory.guard shape plain rollouts; the planner (mode=memory|both) proposes its
+    # own actions and vetoes them with the same guardrails, so there they are not used.
+    plain = cfg.mode == "distill"
+    if plain and cfg.rollout.actor == "candidates" and cfg.backend.kind == "ray":
+        raise ConfigError(
+            "rollout.actor=candidates scores candidates with the run's local model: it needs backend.kind=local "
+            "(set rollout.actor=generate for Ray rollout workers)"
+        )
+    if plain and cfg.memory.guard:
+        if cfg.rollout.actor != "candidates" or not cfg.memory.enabled:
+            raise ConfigError("memory.guard masks the candidates the memory's guardrails forbid: it needs "
+                              "rollout.actor=candidates and memory.enabled=true")
+        if world > 1:
+            raise ConfigError(f"memory.guard needs the memory in every process, but only the main process of a "
+                              f"data-parallel launch ({world} processes) holds it: set memory.guard=false")
     if cfg.mode in ("memory", "both") and not cfg.memory.enabled:
         raise ConfigError(f"mode={cfg.mode} runs the planner over the run's memory: set memory.enabled=true")
     if cfg.mode == "memory" and algo not in ("none", "rft"):

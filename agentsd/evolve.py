@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,7 @@ from agentsd.config import (
     onpolicy_config,
 )
 from agentsd.metrics import summarize
-from agentsd.rollout import EnvFactory, OracleActor, PolicyActor, make_tasks, rollout
+from agentsd.rollout import CandidateActor, EnvFactory, OracleActor, PolicyActor, make_tasks, rollout
 from agentsd.trajectory import Trajectory, write_jsonl
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -263,7 +264,9 @@ class _Meter:
     memory), so a run's log shows whether the policy reads the states better after each phase."""
 
     def __init__(self, envs: EnvFactory, n: int, history: int, log: Callable[..., None]):
-        self.envs, self.n, self.history, self.log = envs, n, history, log
+        # a local factory of the same env: the oracle walks in this process even when the run's envs
+        # live on env workers (their remote proxies carry no seed ranges)
+        self.envs, self.n, self.history, self.log = EnvFactory(envs.name, envs.kwargs), n, history, log
         self.states: list | None = None
 
     def __call__(self, policy: Any, skills: Callable[[str], str | None] | None = None) -> dict[str, Any] | None:
@@ -315,13 +318,13 @@ def _parallel_rollout(dp: Any, phase: str, envs: EnvFactory, actor: Any, tasks: 
     share of ``tasks`` with its own RNG stream (seeded from the run seed, the phase and its rank, so a
     resumed phase replays the same way and group members on different processes are not duplicates);
     every process gets all trajectories back in task order; the main process writes the phase file."""
-    import zlib
-
     from agentsd.learn.parallel import merge_rollout_stats
 
     _seed_everything(zlib.crc32(f"{seed}/{phase}/{dp.rank}".encode()))
     if isinstance(actor, PolicyActor) and actor.sampling.seed is not None:
         actor = PolicyActor(actor.policy, actor.sampling.model_copy(update={"seed": actor.sampling.seed + 7919 * dp.rank}))
+    elif isinstance(actor, CandidateActor):
+        actor = CandidateActor(actor.policy, actor.sampling, actor.guard, seed=zlib.crc32(f"{seed}/{phase}/{dp.rank}".encode()))
     mine, stats = rollout(envs, actor, dp.share(tasks), batch=batch, max_turns=max_turns, history=history,
                           on_episode=tick if dp.is_main else None, skills=skills, reference=reference)
     trajs = dp.gather(mine)
@@ -473,6 +476,22 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
 
     meter = _Meter(envs, cfg.eval.meter, r.history, log)
 
+    def actor_for(phase: str, sampling: Any) -> tuple[Any, int | None]:
+        """The policy's actor for a phase (``rollout.actor``) and, with ``memory.guard``, how many of the
+        memory's executable guardrails mask its candidates (read once, when the phase starts)."""
+        if r.actor == "generate":
+            return PolicyActor(policy, sampling), None
+        guard, rails = None, []
+        if mc.guard and memory is not None:
+            rails = [g for g in memory.entries(kind="guardrail", env=envs.name) if g.executable or g.forbidden_action]
+
+            def guard(env: Any, cands: list[str]) -> list[str]:
+                return [c for c in cands if not any(g.check(env, c) for g in rails)]
+
+        actor = CandidateActor(policy, sampling, guard=guard if rails else None,
+                               seed=zlib.crc32(f"{cfg.seed}/{phase}".encode()))
+        return actor, (len(rails) if mc.guard else None)
+
     def evaluate(phase: str) -> None:
         if state.done(phase):
             return
@@ -480,16 +499,22 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         if planning:
             trajs, rstats = planner_rollout(phase, tasks, frozen=True, sampling=cfg.eval.sampling)
         else:
-            trajs, rstats = phase_rollout(phase, PolicyActor(policy, cfg.eval.sampling), tasks,
-                                          skills=student_skills, batch=cfg.eval.batch or r.batch)
-        extra = {}
-        if main and cfg.eval.meter:
-            reading = meter(policy, (lambda q: retrieve_block(q, "", envs.name)) if memory is not None else None)
+            actor, guards = actor_for(phase, cfg.eval.sampling)
+            trajs, rstats = phase_rollout(phase, actor, tasks, skills=student_skills, batch=cfg.eval.batch or r.batch)
+        extra = {} if planning or guards is None else {"guardrails": guards}
+        if cfg.eval.meter:
+            from agentsd.learn.parallel import whole_weights
+
+            # every process enters (gathering sharded weights is a collective); the main one scores
+            with whole_weights(policy.model):
+                skills = (lambda q: retrieve_block(q, "", envs.name)) if memory is not None else None
+                reading = meter(policy, skills) if main else None
             if reading is not None:
                 extra["meter"] = reading
         record(phase, "eval", trajs, rstats, **extra)
         m = result.phases[-1]["metrics"]
-        log(f"{phase}: success {m['success']:.1%} return {m['return']:.2f} invalid {m['invalid_rate']:.1%}")
+        masked = f"; candidates masked by {extra['guardrails']} executable guardrail(s)" if "guardrails" in extra else ""
+        log(f"{phase}: success {m['success']:.1%} return {m['return']:.2f} invalid {m['invalid_rate']:.1%}{masked}")
         if "meter" in extra:
             log(f"{phase}: {_fmt_meter(extra['meter'])}")
 
@@ -792,9 +817,11 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
                 f"{rstats['planner']['replans']} replans")
             curve_point(it)
             continue
-        trajs, rstats = phase_rollout(phase, PolicyActor(policy, r.sampling), tasks, skills=student_skills,
-                                      reference=opd_reference)
+        actor, guards = actor_for(phase, r.sampling)
+        trajs, rstats = phase_rollout(phase, actor, tasks, skills=student_skills, reference=opd_reference)
         mem_stats = remember(phase, trajs, it)
+        if guards is not None:
+            mem_stats["guard"] = guards  # guardrails that masked this phase's candidates
         if algo == "rft":
             wins = [t for t in trajs if t.success]
             learn_stats = finetune(phase, wins, cfg.learning.lr, 1, ws.lora, ws.batch_size)

@@ -151,18 +151,27 @@ def context_messages(state: OracleState, name: str, skills: Callable[[str], str 
 
 def candidate_probs(policy: Any, messages: list[dict[str, str]], candidates: Sequence[str]) -> list[float]:
     """The model's distribution over ``candidates`` (exact ids + EOS, summed log-probs, renormalized)."""
+    return candidate_dists(policy, [messages], [candidates])[0]
+
+
+def candidate_dists(policy: Any, prompts: Sequence[list[dict[str, str]]], candidates: Sequence[Sequence[str]],
+                    batch: int = 16) -> list[list[float]]:
+    """:func:`candidate_probs` for many prompts, ``batch`` prompts per tree-scored forward
+    (:func:`agentsd.policy.hf.candidate_logprobs`)."""
     import torch
 
     from agentsd.policy.chat import encode_chat
-    from agentsd.policy.hf import sequence_logprobs
+    from agentsd.policy.hf import candidate_logprobs
 
     tok, net = policy.tokenizer, policy.model
-    answers = [list(tok(c, add_special_tokens=False).input_ids) + [tok.eos_token_id] for c in candidates]
-    ids = encode_chat(tok, messages)
-    with torch.no_grad():
-        lp, mask = sequence_logprobs(net, [ids] * len(answers), answers, pad_id=tok.eos_token_id,
-                                     share_prefix=True)
-    return torch.softmax((lp.float() * mask).sum(-1), -1).tolist()
+    out: list[list[float]] = []
+    for i in range(0, len(prompts), batch):
+        ids = [encode_chat(tok, m) for m in prompts[i:i + batch]]
+        rows = [[list(tok(c, add_special_tokens=False).input_ids) + [tok.eos_token_id] for c in cs]
+                for cs in candidates[i:i + batch]]
+        for per in candidate_logprobs(net, ids, rows, pad_id=tok.eos_token_id):
+            out.append(torch.softmax(torch.tensor([sum(x) for x in per], dtype=torch.float64), -1).tolist())
+    return out
 
 
 def _paired(xs: Sequence[float]) -> tuple[float, float, float]:
@@ -181,10 +190,10 @@ def measure(policy: Any, states: Sequence[OracleState], contexts: Sequence[str] 
     if not states:
         raise ValueError("no states to measure")
     contexts = list(dict.fromkeys(["student", *contexts]))
-    rows = []
-    for s in states:
-        p = {c: candidate_probs(policy, context_messages(s, c, skills), s.candidates) for c in contexts}
-        rows.append({"seed": s.seed, "turn": s.turn, "oracle": s.oracle, "p": p})
+    cands = [s.candidates for s in states]
+    dists = {c: candidate_dists(policy, [context_messages(s, c, skills) for s in states], cands) for c in contexts}
+    rows = [{"seed": s.seed, "turn": s.turn, "oracle": s.oracle, "p": {c: dists[c][i] for c in contexts}}
+            for i, s in enumerate(states)]
     summary = {}
     base = [r["p"]["student"][r["oracle"]] for r in rows]
     for c in contexts:

@@ -88,7 +88,8 @@ class OracleActor:
 class CandidateActor:
     """Acts on envs with a finite action set (``TextEnv.action_candidates()``) by scoring every
     candidate instead of generating: each candidate's exact token ids + EOS are scored under the turn's
-    prompt (one shared-prefix forward for all live episodes), and the best one is taken (temperature
+    prompt as a tree (:func:`agentsd.policy.hf.candidate_logprobs`: the shared prefix once, each board once,
+    only the candidate tokens per candidate), and the best one is taken (temperature
     0) or one is sampled from the softmax of the summed log-probs at ``sampling.temperature``.
 
     ``guard(env, candidates)``, when given, returns the candidates allowed now (e.g. those no executable
@@ -109,14 +110,14 @@ class CandidateActor:
             raise ValueError(f"{type(policy).__name__} has no local model to score candidates with")
 
     def act(self, prompts: list[Conversation], envs: list[TextEnv]) -> list[Generation]:
-        import torch
+        import math
 
         from agentsd.policy.chat import encode_chat
-        from agentsd.policy.hf import sequence_logprobs
+        from agentsd.policy.hf import candidate_logprobs
 
         tok, net = self.policy.tokenizer, self.policy.model
         out: list[Generation | None] = [None] * len(envs)
-        rows_p, rows_c, owners = [], [], []
+        owners, prompt_rows, cand_rows = [], [], []
         free = []  # envs without candidates: generated as usual
         for i, (msgs, env) in enumerate(zip(prompts, envs, strict=True)):
             cands = env.action_candidates()
@@ -126,32 +127,25 @@ class CandidateActor:
             cands = list(cands)
             if self.guard is not None:
                 cands = self.guard(env, cands) or cands
-            ids = encode_chat(tok, msgs)
-            for c in cands:
-                rows_p.append(ids)
-                rows_c.append(list(tok(c, add_special_tokens=False).input_ids) + [tok.eos_token_id])
-            owners.append((i, cands, len(ids)))
-        if rows_p:
+            owners.append((i, cands))
+            prompt_rows.append(encode_chat(tok, msgs))
+            cand_rows.append([list(tok(c, add_special_tokens=False).input_ids) + [tok.eos_token_id] for c in cands])
+        if owners:
             training = net.training
             net.eval()
             try:
-                with torch.no_grad():
-                    lp, mask = sequence_logprobs(net, rows_p, rows_c, pad_id=tok.eos_token_id, share_prefix=True)
+                scored = candidate_logprobs(net, prompt_rows, cand_rows, pad_id=tok.eos_token_id)
             finally:
                 net.train(training)
-            lp = (lp.float() * mask)
-            k = 0
-            for i, cands, n_prompt in owners:
-                scores = lp[k:k + len(cands)].sum(-1)
+            for (i, cands), ids, rows, lps in zip(owners, prompt_rows, cand_rows, scored, strict=True):
+                scores = [sum(x) for x in lps]
                 if self.sampling.temperature <= 0:
-                    j = int(scores.argmax())
+                    j = max(range(len(cands)), key=scores.__getitem__)
                 else:
-                    probs = torch.softmax(scores / self.sampling.temperature, -1).tolist()
-                    j = self.rng.choices(range(len(cands)), probs)[0]
-                n = len(rows_c[k + j])
-                out[i] = Generation(text=cands[j], token_ids=rows_c[k + j], logprobs=lp[k + j, :n].tolist(),
-                                    prompt_tokens=n_prompt)
-                k += len(cands)
+                    top = max(scores)
+                    weights = [math.exp((x - top) / self.sampling.temperature) for x in scores]
+                    j = self.rng.choices(range(len(cands)), weights)[0]
+                out[i] = Generation(text=cands[j], token_ids=rows[j], logprobs=lps[j], prompt_tokens=len(ids))
         if free:
             for i, gen in zip(free, self.policy.generate([prompts[i] for i in free], self.sampling), strict=True):
                 out[i] = gen

@@ -72,3 +72,32 @@ def test_a_policy_without_a_local_model_is_refused():
 
     with pytest.raises(ValueError, match="no local model"):
         CandidateActor(Remote(), Sampling())
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_candidate_logprobs_tree_equals_one_row_per_candidate(tiny_policy, shared):
+    """The tree scoring (shared prefix once, each prompt once, candidates on the prompt's cache) gives
+    sequence_logprobs' values on every (prompt, candidate) row: candidates of different lengths and
+    counts per prompt, prompts of different lengths, with and without a long common prefix (fp32)."""
+    import torch
+
+    from agentsd.policy.hf import candidate_logprobs, sequence_logprobs
+
+    tok, net = tiny_policy.tokenizer, tiny_policy.model
+    assert next(net.parameters()).dtype == torch.float32
+    head = tok("Sokoban rules: push every box onto a target; walls block; reply with one move.").input_ids
+    prompts = [(head if shared else []) + tok(f"row {i} " * (i + 1)).input_ids for i in range(4)]
+    words = ["<answer>Up</answer>", "<answer>Down</answer>", "x", "<answer>Left</answer> please"]
+    cands = [[tok(w, add_special_tokens=False).input_ids + [tok.eos_token_id] for w in words[: 1 + i]]
+             for i in range(4)]
+    got = candidate_logprobs(net, prompts, cands, pad_id=tok.eos_token_id)
+    rows_p = [p for p, cs in zip(prompts, cands, strict=True) for _ in cs]
+    rows_c = [c for cs in cands for c in cs]
+    with torch.no_grad():
+        want, _ = sequence_logprobs(net, rows_p, rows_c, pad_id=tok.eos_token_id)
+    flat = [x for per in got for x in per]
+    assert [len(x) for x in flat] == [len(c) for c in rows_c]
+    for x, w in zip(flat, want.tolist(), strict=True):
+        assert x == pytest.approx(w[: len(x)], abs=1e-5)
+    with pytest.raises(ValueError, match="candidate"):
+        candidate_logprobs(net, prompts[:1], [[]], pad_id=tok.eos_token_id)

@@ -21,6 +21,7 @@ def _overrides(tmp_path, model_dir):
         "rollout.batch=4", "rollout.group_size=2", "rollout.max_turns=2", "learning.iterations=1",
         "learning.algo=skill_sd", "memory.enabled=true", "eval.sampling.max_new_tokens=4",
         "rollout.sampling.max_new_tokens=4", "learning.onpolicy.micro_batch=2", "tracking.tensorboard=false",
+        "rollout.actor=generate", "memory.guard=false", "eval.meter=4",
     ]
 
 
@@ -94,6 +95,9 @@ def test_two_process_run_with_sharded_parameters_resumes(tmp_path, tiny_model_di
     assert _phases(d) == ["warmstart", "eval_before", "iter_1", "eval_after"]
     it = next(json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines() if '"iter_1"' in x)
     assert it["learn"]["stepped"] == 1 and it["rollout"]["processes"] == 2 and "kl" in it["learn"]
+    # the meter scores its states on the main process with the sharded layers gathered on every process
+    evals = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines() if '"kind": "eval"' in x]
+    assert len(evals) == 2 and all(e["meter"]["states"] == 4 for e in evals)
     ckpt = d / "checkpoints" / "iter_1"
     sd = torch.load(ckpt / "learner.pt", map_location="cpu", weights_only=False)
     assert sd["optimizer"]["sharded_params"] and sd["adapter"] is None

@@ -50,7 +50,8 @@ def _run_cfg(tmp_path, model_dir, name, *extra):
         f"output_dir={tmp_path}", f"name={name}", f"model.name={model_dir}", "model.dtype=float32",
         "model.autocast=false", "env.kwargs.brief=true", "learning.warmstart.episodes=2",
         "learning.warmstart.batch_size=4", "rollout.max_turns=3", "learning.iterations=1", "learning.algo=rft",
-        "memory.enabled=false", "eval.sampling.max_new_tokens=4", "rollout.sampling.max_new_tokens=4", *extra])
+        "memory.enabled=false", "memory.guard=false", "rollout.actor=generate", "eval.meter=4",
+        "eval.sampling.max_new_tokens=4", "rollout.sampling.max_new_tokens=4", *extra])
 
 
 def _key(t):
@@ -266,6 +267,7 @@ def test_run_with_env_workers(tmp_path, tiny_model_dir):
     remote = run(cfg("envs", "backend.env_workers=2", "backend.cpus_per_worker=0.25"), log=lambda *a: None)
     for a, b in zip(local.evals, remote.evals, strict=True):
         assert a["metrics"] == b["metrics"]
+        assert a["meter"] == b["meter"]  # the meter's oracle walks a local env of the same kind
     with pytest.raises(ConfigError, match="env_workers"):
         check_combinations(cfg("x", "backend.env_workers=2", "backend.kind=ray"))
 

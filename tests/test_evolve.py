@@ -175,6 +175,64 @@ def test_eval_meter_scores_the_same_oracle_states_at_every_evaluation(tmp_path, 
     assert sum("meter (3 oracle states)" in x for x in lines) == 2
     # eval.meter=0: no meter key (the field's default; configs/sokoban.yaml turns it on)
     assert load_config("craft").eval.meter == 0
+    shipped = load_config("sokoban")  # make run: meter on, candidates scored, masked by the memory
+    assert shipped.eval.meter == 32 and shipped.rollout.actor == "candidates" and shipped.memory.guard
     res = run(_cfg(tmp_path / "off", tiny_model_dir, **{"learning.iterations": 0, "eval.meter": 0}),
               log=lambda *a: None)
     assert all("meter" not in json.loads(x) for x in (res.run_dir / "metrics.jsonl").read_text().splitlines())
+
+
+def test_candidate_actor_with_memory_guard_masks_what_the_run_learned(tmp_path, tiny_model_dir):
+    """rollout.actor=candidates + memory.guard: every eval move is one of the env's candidates, and once
+    the train rollouts have taught the memory executable guardrails, no later move breaks one of them
+    while an allowed move existed (replayed on the real env, state by state)."""
+    from agentsd.envs import make
+    from agentsd.memory import SkillMemory
+
+    lines: list[str] = []
+    cfg = _cfg(tmp_path, tiny_model_dir, **{"rollout.actor": "candidates", "memory.guard": "true",
+                                            "learning.iterations": 1, "rollout.batch": 4, "rollout.max_turns": 6,
+                                            "eval.episodes": 3, "rollout.sampling.temperature": 1.0})
+    res = run(cfg, log=lines.append)
+    recs = {json.loads(x)["phase"]: json.loads(x) for x in (res.run_dir / "metrics.jsonl").read_text().splitlines()}
+    assert "guardrails" in recs["eval_before"] and "guard" in recs["iter_1"]["memory"]
+    with SkillMemory(res.run_dir / "memory", create=False) as m:
+        rails = [g for g in m.entries(kind="guardrail", env="sokoban") if g.executable or g.forbidden_action]
+    assert rails, "a random tiny model's train episodes fail: the diagnostic summarizer writes guardrails"
+    assert recs["eval_after"]["guardrails"] == len(rails)
+    assert any(f"masked by {len(rails)} executable guardrail" in x for x in lines)
+    env = make("sokoban", **cfg.env.kwargs)
+    moves = masked = 0
+    for t in read_jsonl(res.run_dir / "trajectories" / "eval_after.jsonl"):
+        env.reset(seed=t.seed)
+        for turn in t.turns:
+            cands = env.action_candidates()
+            assert turn.response in cands
+            allowed = [c for c in cands if not any(g.check(env, c) for g in rails)]
+            masked += len(cands) - len(allowed)
+            assert not allowed or turn.response in allowed
+            moves += 1
+            if env.step(turn.response)[2]:
+                break
+    assert moves and masked  # the guard had something to mask
+
+
+def test_candidate_actor_bad_combinations_are_clear_errors(tmp_path, tiny_model_dir):
+    from agentsd.config import ConfigError, check_combinations
+
+    with pytest.raises(ConfigError, match="memory.guard"):
+        check_combinations(_cfg(tmp_path, tiny_model_dir, **{"memory.guard": "true", "rollout.actor": "generate"}))
+    with pytest.raises(ConfigError, match="memory.guard"):
+        check_combinations(_cfg(tmp_path, tiny_model_dir, **{"memory.guard": "true", "rollout.actor": "candidates",
+                                                             "memory.enabled": "false"}))
+    with pytest.raises(ConfigError, match="rollout.actor=candidates"):
+        check_combinations(_cfg(tmp_path, tiny_model_dir, **{"rollout.actor": "candidates", "backend.kind": "ray"}))
+    cfg = _cfg(tmp_path, tiny_model_dir, **{"rollout.actor": "candidates", "memory.guard": "true"})
+    check_combinations(cfg)
+    with pytest.raises(ConfigError, match="main process"):
+        check_combinations(cfg, world=2)
+    # the planner proposes and vetoes on its own: neither setting is used there, neither is an error
+    check_combinations(_cfg(tmp_path, tiny_model_dir, **{"rollout.actor": "candidates", "memory.guard": "true",
+                                                         "mode": "memory", "learning.algo": "none"}))
+    with pytest.raises(Exception, match="rollout.actor"):
+        _cfg(tmp_path, tiny_model_dir, **{"rollout.actor": "beam"})

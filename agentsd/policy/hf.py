@@ -154,6 +154,90 @@ def sequence_logprobs(
     return logprobs.masked_fill(~mask, 0.0), mask
 
 
+def candidate_logprobs(
+    model: Any,
+    prompt_ids: Sequence[Sequence[int]],
+    candidates: Sequence[Sequence[Sequence[int]]],
+    *,
+    pad_id: int = 0,
+) -> list[list[list[float]]]:
+    """Per-token log-probs of every candidate completion of every prompt, scored as a tree: the
+    prompts' common prefix runs once at batch 1, each prompt's own suffix (with its candidates' common
+    prefix) once, and only the candidates' remaining tokens run per candidate, on the prompt's KV cache.
+    ``candidates[i]`` are the token-id lists of prompt ``i``'s candidates (at least one each); the
+    answer ``[i][k]`` holds one log-prob per token of candidate ``k``. Same values as :func:`sequence_logprobs` on every
+    (prompt, candidate) row, up to float rounding, at a fraction of its cost when the candidates are
+    short next to their prompt (a turn of a finite-action env: the board once, four 6-token moves).
+    Inference only (no grad)."""
+    from transformers import DynamicCache
+
+    n = len(prompt_ids)
+    if n != len(candidates):
+        raise ValueError(f"{n} prompts but {len(candidates)} candidate lists")
+    if not n:
+        return []
+    if any(len(p) == 0 for p in prompt_ids) or any(not cs or any(not c for c in cs) for cs in candidates):
+        raise ValueError("every prompt needs a token and at least one non-empty candidate")
+    device = next(model.parameters()).device
+    cache_kw = _cache_kwarg(model)
+    cache = DynamicCache(config=model.config)
+    # The candidates' own common prefix (``<answer>`` of ``<answer>Up</answer>``) joins its prompt: run
+    # once per prompt, not once per candidate; every candidate keeps at least its last token.
+    hoist = [min(shared_prefix_len(cs) if len(cs) > 1 else len(cs[0]) - 1, min(len(c) for c in cs) - 1)
+             for cs in candidates]
+    ext = [list(p) + list(cs[0][:h]) for p, cs, h in zip(prompt_ids, candidates, hoist, strict=True)]
+    # the shared run stops before each prompt's last token: those and the hoisted tokens need logits
+    n_pre = min(shared_prefix_len(ext) if n > 1 else len(ext[0]), min(len(p) for p in prompt_ids) - 1)
+    if n_pre < MIN_SHARED_PREFIX:
+        n_pre = 0
+    top = max(hoist)
+    with torch.no_grad():
+        if n_pre:
+            model(input_ids=torch.tensor([ext[0][:n_pre]], device=device), use_cache=True,
+                  logits_to_keep=1, **{cache_kw: cache})
+            cache.batch_repeat_interleave(n)
+        suffix_ids, suffix_mask = pad_sequences([p[n_pre:] for p in ext], pad_id, "left", device)
+        mask = torch.cat([suffix_mask.new_ones(n, n_pre), suffix_mask], 1)  # (n, P)
+        out = model(input_ids=suffix_ids, attention_mask=mask, position_ids=positions_from_mask(mask)[:, n_pre:],
+                    use_cache=True, logits_to_keep=top + 1, **{cache_kw: cache})
+        # Left padding puts every row's last tokens in the last columns: column top - h + t predicts the
+        # t-th hoisted token of a row that hoisted h, and the last column the rest's first token.
+        head = out.logits.float().log_softmax(-1)  # (n, top + 1, V)
+        hoisted = [[float(head[i, top - h + t, cs[0][t]]) for t in range(h)]
+                   for i, (cs, h) in enumerate(zip(candidates, hoist, strict=True))]
+        first = head[:, -1]  # (n, V)
+        # The candidates' remaining tokens of one prompt go in one row, side by side, on the prompt's cache
+        # (not copied per candidate): a 4-D mask lets each token see the prompt and the earlier tokens of
+        # its own candidate only, and its position counts from the prompt's end as if it stood alone.
+        rows = [[list(c[h:]) for c in cs] for cs, h in zip(candidates, hoist, strict=True)]
+        lps = [[[float(first[i, r[0]])] for r in rs] for i, rs in enumerate(rows)]
+        feeds = [[(j, t, tok) for j, r in enumerate(rs) for t, tok in enumerate(r[:-1])] for rs in rows]
+        width = max(len(f) for f in feeds)
+        if width:
+            plen = mask.shape[1]
+            ids = torch.full((n, width), pad_id, dtype=torch.long)
+            pos = torch.zeros((n, width), dtype=torch.long)
+            seg = torch.full((n, width), -1, dtype=torch.long)
+            start = mask.sum(-1).tolist()  # real prompt tokens per row
+            for i, f in enumerate(feeds):
+                for q, (j, t, tok) in enumerate(f):
+                    ids[i, q], pos[i, q], seg[i, q] = tok, start[i] + t, j
+            same = (seg[:, :, None] == seg[:, None, :]) & (seg[:, :, None] >= 0)  # (n, W, W)
+            allowed = torch.cat([mask.bool()[:, None, :].expand(n, width, plen).cpu(),
+                                 same & torch.ones(width, width, dtype=torch.bool).tril()], -1)
+            allowed[:, :, plen:] |= torch.eye(width, dtype=torch.bool)  # pads see themselves: no NaN rows
+            dtype = next(model.parameters()).dtype
+            mask4 = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+            logits = model(input_ids=ids.to(device), attention_mask=mask4[:, None].to(device),
+                           position_ids=pos.to(device), use_cache=True, **{cache_kw: cache}).logits.float()
+            logz = logits.logsumexp(-1)  # (n, W)
+            for i, f in enumerate(feeds):
+                for q, (j, t, _tok) in enumerate(f):
+                    nxt = rows[i][j][t + 1]
+                    lps[i][j].append(float(logits[i, q, nxt] - logz[i, q]))
+    return [[hoisted[i] + lp for lp in per] for i, per in enumerate(lps)]
+
+
 #: Config attributes that make a model's logits more than ``lm_head(hidden)``: such models are scored
 #: through their own forward (unchunked).
 _LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")

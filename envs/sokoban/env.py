@@ -100,7 +100,9 @@ class SokobanEnv(TextEnv):
     ``#_PX_#``; "cells": ``# _ P X _ #``, one space between cells so that each cell is one token of a
     small BPE vocabulary such as SmolLM2's, which splits ``#__O_#`` into ``#``, ``__``, ``O``, ``_``, ``#``;
     its box-on-target default is ``*`` since ``√`` is two byte-tokens); ``positions`` (False; True adds
-    one line per object: "You are at row 2 column 3.", "Box at row 3 column 3.", "Empty target at ...").
+    one line per object: "You are at row 2 column 3.", "Box at row 3 column 3.", "Empty target at ...");
+    ``end_on_deadlock`` (False; True ends the episode, truncated, at the turn that makes a deadlock: the
+    level can no longer be solved, so success is unchanged and the rest of the episode's compute is saved).
     """
 
     # render_fps only silences gymnasium's checker; text frames have no clock (as in toy_text).
@@ -135,6 +137,7 @@ class SokobanEnv(TextEnv):
         check_solvable: bool = True,
         grid_format: str = "compact",
         positions: bool = False,
+        end_on_deadlock: bool = False,
     ):
         super().__init__(render_mode=render_mode)
         if difficulty not in PRESETS:
@@ -147,7 +150,7 @@ class SokobanEnv(TextEnv):
             raise ValueError(f"max_actions_per_turn must be >= 1, got {max_actions_per_turn}")
         if grid_format not in GRID_FORMATS:
             raise ValueError(f"grid_format must be one of {', '.join(GRID_FORMATS)}, got {grid_format!r}")
-        self.grid_format, self.positions = grid_format, positions
+        self.grid_format, self.positions, self.end_on_deadlock = grid_format, positions, end_on_deadlock
         self.difficulty = difficulty
         self._gen = {"size": size, "boxes": boxes, "search_depth": search_depth}
         self._fixed = coerce_levels(level, levels)
@@ -254,6 +257,10 @@ class SokobanEnv(TextEnv):
             fail, reward, notes, diff = self._play(moves)
             effective = bool(diff)
         truncated = self._steps >= self.max_steps and not self._solved
+        if self.end_on_deadlock and self._deadlocked and not truncated:
+            # the level can no longer be solved: the rest of the episode would only spend compute
+            notes.append("the level can no longer be solved: episode ended (end_on_deadlock)")
+            truncated = True
         if truncated and SEVERITY.get(fail, 0) < SEVERITY[F.DEADLOCK_CORNER]:
             # running out of steps ends the episode; a deadlock made in this same turn is the deeper cause
             notes.append(f"ran out of steps ({self.max_steps})")

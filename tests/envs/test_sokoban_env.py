@@ -204,6 +204,11 @@ def test_deadlock_is_diagnosed_not_ended_and_beats_timeout():
     env = make(CORNER)
     _, _, term, trunc, info = env.step(A("Left"))
     assert not term and not trunc
+    # end_on_deadlock: the turn that makes the deadlock ends the episode (truncated, unsolved, diagnosed)
+    env = make(CORNER, end_on_deadlock=True)
+    _, _, term, trunc, info = env.step(A("Left"))
+    assert failure(info) == "deadlock_corner" and trunc and not term and not info["success"]
+    assert "end_on_deadlock" in info["diagnosis"]["detail"]
 
 
 # --- diagnosis -------------------------------------------------------------------------------
