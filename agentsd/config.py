@@ -93,7 +93,8 @@ class MemoryConfig(Strict):
     from_warmstart: bool = True
     #: With ``rollout.actor=candidates``: drop each turn's candidates that an executable guardrail of
     #: the memory forbids in the current state (train and eval rollouts; when every candidate is
-    #: forbidden none is dropped). What the run's failures taught acts on every later move.
+    #: forbidden none is dropped). What the run's failures taught acts on every later move. Off, with a
+    #: note in the log, where it cannot act (see :func:`guard_off`).
     guard: bool = False
 
 
@@ -338,6 +339,23 @@ def _format_validation(err: ValidationError) -> str:
     return f"bad config value for {loc!r}: {e['msg']}"
 
 
+def guard_off(cfg: RunConfig, *, world: int = 1) -> str | None:
+    """Why ``memory.guard`` does not act in this run (None: it does, or it is not asked for). It is a
+    no-op, not an error, where there is nothing to mask with or to mask, so that the shipped Sokoban
+    config (guard on) still runs with ``memory.enabled=false``, ``rollout.actor=generate`` or a launch."""
+    if not cfg.memory.guard:
+        return None
+    if cfg.mode != "distill":
+        return f"mode={cfg.mode}: the planner vetoes with the guardrails itself"
+    if cfg.rollout.actor != "candidates":
+        return "rollout.actor=generate: no candidates to mask"
+    if not cfg.memory.enabled:
+        return "memory.enabled=false: no guardrails to mask with"
+    if world > 1:
+        return f"only the main process of a data-parallel launch ({world} processes) holds the memory"
+    return None
+
+
 def check_combinations(cfg: RunConfig, *, world: int = 1) -> None:
     """Settings that are valid alone but not together; raises ConfigError. ``world``: processes of a
     data-parallel launch (torchrun / accelerate launch)."""
@@ -372,13 +390,6 @@ def check_combinations(cfg: RunConfig, *, world: int = 1) -> None:
             "rollout.actor=candidates scores candidates with the run's local model: it needs backend.kind=local "
             "(set rollout.actor=generate for Ray rollout workers)"
         )
-    if plain and cfg.memory.guard:
-        if cfg.rollout.actor != "candidates" or not cfg.memory.enabled:
-            raise ConfigError("memory.guard masks the candidates the memory's guardrails forbid: it needs "
-                              "rollout.actor=candidates and memory.enabled=true")
-        if world > 1:
-            raise ConfigError(f"memory.guard needs the memory in every process, but only the main process of a "
-                              f"data-parallel launch ({world} processes) holds it: set memory.guard=false")
     if cfg.mode in ("memory", "both") and not cfg.memory.enabled:
         raise ConfigError(f"mode={cfg.mode} runs the planner over the run's memory: set memory.enabled=true")
     if cfg.mode == "memory" and algo not in ("none", "rft"):

@@ -44,6 +44,7 @@ from agentsd.config import (
     RunConfig,
     check_combinations,
     dump_config,
+    guard_off,
     onpolicy_config,
 )
 from agentsd.metrics import summarize
@@ -475,6 +476,10 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
             dp.barrier()  # the next phase starts on a state.json every process agrees with
 
     meter = _Meter(envs, cfg.eval.meter, r.history, log)
+    why_not = guard_off(cfg, world=dp.world if dp is not None else 1)
+    guarding = cfg.memory.guard and why_not is None
+    if why_not:
+        log(f"memory.guard: off ({why_not})")
 
     def actor_for(phase: str, sampling: Any) -> tuple[Any, int | None]:
         """The policy's actor for a phase (``rollout.actor``) and, with ``memory.guard``, how many of the
@@ -482,7 +487,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
         if r.actor == "generate":
             return PolicyActor(policy, sampling), None
         guard, rails = None, []
-        if mc.guard and memory is not None:
+        if guarding and memory is not None:
             rails = [g for g in memory.entries(kind="guardrail", env=envs.name) if g.executable or g.forbidden_action]
 
             def guard(env: Any, cands: list[str]) -> list[str]:
@@ -490,7 +495,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: Progress | None = Non
 
         actor = CandidateActor(policy, sampling, guard=guard if rails else None,
                                seed=zlib.crc32(f"{cfg.seed}/{phase}".encode()))
-        return actor, (len(rails) if mc.guard else None)
+        return actor, (len(rails) if guarding else None)
 
     def evaluate(phase: str) -> None:
         if state.done(phase):

@@ -54,6 +54,7 @@ def warm_start(env: str, out: Path, args) -> str:
 
     ov = [f"output_dir={out}", f"name=warmstart-{env}", "learning.iterations=0", "eval.episodes=1",
           f"learning.warmstart.episodes={args.warmstart}", "memory.enabled=false",
+          "rollout.actor=generate", "memory.guard=false", "eval.meter=0",
           *([f"model.name={args.model}"] if args.model else [])]
     cfg = load_config(ENV_CONFIG[env], ov)
     state = cfg.run_dir / "state.json"

@@ -217,22 +217,27 @@ def test_candidate_actor_with_memory_guard_masks_what_the_run_learned(tmp_path, 
     assert moves and masked  # the guard had something to mask
 
 
-def test_candidate_actor_bad_combinations_are_clear_errors(tmp_path, tiny_model_dir):
-    from agentsd.config import ConfigError, check_combinations
+def test_candidate_actor_settings_that_cannot_act_are_named(tmp_path, tiny_model_dir):
+    """rollout.actor=candidates on Ray workers is an error naming the fix; memory.guard where it cannot
+    act (no memory, text generation, the planner, a data-parallel launch) is off with the reason logged,
+    so the shipped config (guard on) still runs with memory.enabled=false."""
+    from agentsd.config import ConfigError, check_combinations, guard_off
 
-    with pytest.raises(ConfigError, match="memory.guard"):
-        check_combinations(_cfg(tmp_path, tiny_model_dir, **{"memory.guard": "true", "rollout.actor": "generate"}))
-    with pytest.raises(ConfigError, match="memory.guard"):
-        check_combinations(_cfg(tmp_path, tiny_model_dir, **{"memory.guard": "true", "rollout.actor": "candidates",
-                                                             "memory.enabled": "false"}))
-    with pytest.raises(ConfigError, match="rollout.actor=candidates"):
+    with pytest.raises(ConfigError, match="rollout.actor=generate"):
         check_combinations(_cfg(tmp_path, tiny_model_dir, **{"rollout.actor": "candidates", "backend.kind": "ray"}))
-    cfg = _cfg(tmp_path, tiny_model_dir, **{"rollout.actor": "candidates", "memory.guard": "true"})
-    check_combinations(cfg)
-    with pytest.raises(ConfigError, match="main process"):
-        check_combinations(cfg, world=2)
-    # the planner proposes and vetoes on its own: neither setting is used there, neither is an error
-    check_combinations(_cfg(tmp_path, tiny_model_dir, **{"rollout.actor": "candidates", "memory.guard": "true",
-                                                         "mode": "memory", "learning.algo": "none"}))
+    on = _cfg(tmp_path, tiny_model_dir, **{"rollout.actor": "candidates", "memory.guard": "true"})
+    check_combinations(on)
+    assert guard_off(on) is None and "main process" in guard_off(on, world=2)
+    for extra, why in (({"memory.enabled": "false"}, "memory.enabled=false"),
+                       ({"rollout.actor": "generate"}, "rollout.actor=generate"),
+                       ({"mode": "memory", "learning.algo": "none"}, "planner")):
+        cfg = _cfg(tmp_path, tiny_model_dir, **{"memory.guard": "true", **extra})
+        check_combinations(cfg)
+        assert why in guard_off(cfg)
+    assert guard_off(_cfg(tmp_path, tiny_model_dir, **{"memory.guard": "false", "memory.enabled": "false"})) is None
+    lines: list[str] = []
+    res = run(_cfg(tmp_path, tiny_model_dir, **{"memory.enabled": "false", "learning.iterations": 0}), log=lines.append)
+    assert any("memory.guard: off (memory.enabled=false" in x for x in lines)
+    assert "guardrails" not in json.loads((res.run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     with pytest.raises(Exception, match="rollout.actor"):
         _cfg(tmp_path, tiny_model_dir, **{"rollout.actor": "beam"})
